@@ -1,0 +1,148 @@
+"""The runner's exceptions. Everything it raises on purpose derives from `RunnerError`.
+
+```
+RunnerError
+├── UsageError                  bad command line                              exit 2
+├── ManifestError               one or more manifest problems, all listed      exit 2
+├── StateError                  the state directory cannot be used
+│   ├── StateLocked             another run holds the lock                     exit 4
+│   ├── StateCorrupt            the database failed its integrity check
+│   └── StateTooNew             written by a newer tts-runner
+├── DiskFull                    no space left while writing state or audio     exit 3
+├── AudioError                  bytes that are not the audio they claim to be
+└── ProviderError               a provider call failed (to one account, for one item)
+    ├── TransientError          worth retrying with backoff: 5xx, timeouts, dropped
+    │   │                       connections, truncated bodies, a model still loading
+    │   └── CorruptResult       the body arrived but is not valid, plausible audio
+    ├── RateLimited             the account must slow down; carries `retry_after`
+    ├── OutOfCredit             the account cannot pay; stop it, keep the others going
+    └── PermanentError          this item will never succeed as asked; fail the segment
+```
+
+Foreign exceptions (aiohttp, sqlite3, yaml, OSError) are mapped onto this tree at the boundary
+where they occur, with the original chained (`raise ... from exc`). Messages say what happened,
+to which item, and what to do; they never contain credentials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AudioError",
+    "CorruptResult",
+    "DiskFull",
+    "ManifestError",
+    "OutOfCredit",
+    "PermanentError",
+    "Problem",
+    "ProviderError",
+    "RateLimited",
+    "RunnerError",
+    "StateCorrupt",
+    "StateError",
+    "StateLocked",
+    "StateTooNew",
+    "TransientError",
+    "UsageError",
+]
+
+
+class RunnerError(Exception):
+    """Root of every error the runner raises on purpose."""
+
+
+class UsageError(RunnerError):
+    """The command line asks for something that cannot be done."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an input file, located as precisely as the file allows."""
+
+    file: str
+    line: int  #: 1-based; 0 when the whole file is at fault
+    column: int  #: 1-based; 0 when the whole line or file is at fault
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}"
+            if self.column:
+                where += f":{self.column}"
+        return f"{where}: {self.message}"
+
+
+class ManifestError(RunnerError):
+    """A manifest (or providers file) is invalid; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.file, p.line, p.column, p.message))
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} found; nothing was sent or written"
+        super().__init__("\n".join([*map(str, self.problems), head]))
+
+
+class StateError(RunnerError):
+    """The state directory cannot be used as it is."""
+
+
+class StateLocked(StateError):
+    """Another run holds the state directory's lock."""
+
+
+class StateCorrupt(StateError):
+    """The state database failed its integrity check."""
+
+
+class StateTooNew(StateError):
+    """The state database was written by a newer version of tts-runner."""
+
+
+class DiskFull(RunnerError):
+    """No space left on a device the runner writes to."""
+
+
+class AudioError(RunnerError):
+    """Bytes that do not parse as the audio format they claim to be, or implausible audio."""
+
+
+class ProviderError(RunnerError):
+    """A provider call failed. `account` names the provider account as the manifest does."""
+
+    def __init__(self, message: str, *, account: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.account = account
+        self.status = status
+
+
+class TransientError(ProviderError):
+    """Worth retrying after a backoff."""
+
+
+class CorruptResult(TransientError):
+    """A result arrived but is not valid, plausible audio (cut short, broken header...)."""
+
+
+class RateLimited(ProviderError):
+    """The account is being throttled; wait `retry_after` seconds (when the server said)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        account: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, account=account, status=status)
+        self.retry_after = retry_after
+
+
+class OutOfCredit(ProviderError):
+    """The account has no credit, balance or quota left for this request."""
+
+
+class PermanentError(ProviderError):
+    """The request will never succeed as asked (bad parameter, unknown voice...)."""
