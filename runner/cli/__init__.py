@@ -1,5 +1,61 @@
+"""The `tts-runner` command line. Exit codes: 0 everything done; 1 some segments failed
+permanently (the rest done); 2 usage or manifest error; 3 stopped early, resumable; 4 the state
+directory is locked by another run.
+"""
+
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Callable, Sequence
 
-def main(argv: list[str] | None = None) -> int:
-    return 0
+from runner import __version__
+from runner.cli import inspect, run
+from runner.errors import DiskFull, ManifestError, RunnerError, StateError, StateLocked, UsageError
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tts-runner",
+        description="Turn a YAML manifest of texts and voices into audio files.",
+        epilog="Exit codes: 0 done; 1 some segments failed; 2 usage or manifest error; "
+        "3 stopped early (resumable); 4 state directory locked by another run.",
+    )
+    parser.add_argument("--version", action="version", version=f"tts-runner {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    inspect.add_commands(commands)
+    run.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Command = args.handler
+    try:
+        return command(args)
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"tts-runner: {exc}", file=sys.stderr)
+        return 2
+    except StateLocked as exc:
+        print(f"tts-runner: {exc}", file=sys.stderr)
+        return 4
+    except DiskFull as exc:
+        print(f"tts-runner: {exc}", file=sys.stderr)
+        return 3
+    except StateError as exc:
+        print(f"tts-runner: {exc}", file=sys.stderr)
+        return 2
+    except RunnerError as exc:
+        print(f"tts-runner: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tts-runner: interrupted; run again to resume", file=sys.stderr)
+        return 3

@@ -1,0 +1,70 @@
+"""The state database's schema, as an ordered list of migrations.
+
+`MIGRATIONS[i]` brings a database from schema version i to i + 1. A database at a version
+newer than this list is refused (it was written by a newer tts-runner); never downgrade.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 0 → 1: segments and their state machine, assembled chapters, runs and their events.
+    """
+    CREATE TABLE segments (
+        key            TEXT PRIMARY KEY,
+        account        TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        state          TEXT NOT NULL,
+        chars          INTEGER NOT NULL,
+        text           TEXT NOT NULL,
+        format         TEXT NOT NULL,
+        request_id     TEXT,
+        task_id        TEXT,
+        submitted_at   REAL,
+        url            TEXT,
+        url_expires_at REAL,
+        path           TEXT,
+        sha256         TEXT,
+        duration       REAL,
+        sample_rate    INTEGER,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        cost           REAL,
+        reason         TEXT,
+        updated_at     REAL NOT NULL
+    );
+    CREATE INDEX segments_by_state ON segments (state, account);
+    CREATE TABLE chapters (
+        manifest     TEXT NOT NULL,
+        text_id      TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        duration     REAL NOT NULL,
+        assembled_at REAL NOT NULL,
+        PRIMARY KEY (manifest, text_id)
+    );
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY,
+        started_at  REAL NOT NULL,
+        finished_at REAL,
+        pid         INTEGER NOT NULL,
+        command     TEXT NOT NULL,
+        exit_code   INTEGER,
+        summary     TEXT
+    );
+    CREATE TABLE events (
+        id      INTEGER PRIMARY KEY,
+        run     INTEGER NOT NULL,
+        at      REAL NOT NULL,
+        kind    TEXT NOT NULL,
+        account TEXT,
+        key     TEXT,
+        detail  TEXT
+    );
+    """,
+)
+
+SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -1,0 +1,132 @@
+"""Expansion: a validated manifest becomes chapters of content-addressed segments.
+
+A segment's key is the sha256 of canonical JSON of everything that determines its audio: the
+provider kind, the resolved voice parameters (files by content hash), the normalised chunk
+text, the audio format the provider returns and the chunker's version. Same key → same audio →
+synthesised once, whichever chapter, manifest or run asks for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from runner.manifest.model import Manifest, Text
+from runner.manifest.params import FileRef, ParamValue
+from runner.providers.local import resolve_params as resolve_local
+from runner.text import CHUNKER_VERSION, chunk_text
+
+__all__ = ["Chapter", "Plan", "Segment", "canonical_json", "expand"]
+
+KEY_VERSION: Final = 1
+#: Formats providers answer in when the voice does not choose one.
+DEFAULT_FORMAT: Final = {
+    "local": "wav",
+    "indextts": "wav",
+    "voxcpm": "wav",
+    "fish_yuntts": "mp3",
+    "fishaudio_net": "mp3",
+    "ttsai": "mp3",
+}
+
+
+@dataclass(frozen=True)
+class Segment:
+    key: str
+    account: str
+    kind: str
+    text: str
+    params: Mapping[str, ParamValue]
+    format: str  #: the audio format the provider returns
+
+    @property
+    def chars(self) -> int:
+        return len(self.text)
+
+
+@dataclass(frozen=True)
+class Chapter:
+    text: Text
+    segments: tuple[Segment, ...]
+    paragraphs: tuple[int, ...]  #: paragraph index of each segment
+
+    @property
+    def id(self) -> str:
+        return self.text.id
+
+
+@dataclass(frozen=True)
+class Plan:
+    manifest: Manifest
+    chapters: tuple[Chapter, ...]
+
+    def unique_segments(self) -> dict[str, Segment]:
+        """Each segment once, in first-use order."""
+        out: dict[str, Segment] = {}
+        for chapter in self.chapters:
+            for segment in chapter.segments:
+                out.setdefault(segment.key, segment)
+        return out
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, FileRef):
+        return {"sha256": value.sha256}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def canonical_json(value: object) -> str:
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def segment_key(kind: str, params: Mapping[str, ParamValue], text: str, fmt: str) -> str:
+    document = {
+        "v": KEY_VERSION,
+        "kind": kind,
+        "params": params,
+        "text": text,
+        "format": fmt,
+        "chunker": CHUNKER_VERSION,
+    }
+    return hashlib.sha256(canonical_json(document).encode()).hexdigest()
+
+
+def resolve_params(kind: str, params: Mapping[str, ParamValue], text: str) -> dict[str, ParamValue]:
+    """The parameters as they affect this chunk's audio."""
+    if kind == "local":
+        return resolve_local(params, text)
+    return dict(params)
+
+
+def _min_chars(max_chars: int) -> int:
+    return max(0, min(40, max_chars // 8))
+
+
+def expand(manifest: Manifest) -> Plan:
+    chapters: list[Chapter] = []
+    for text in manifest.texts:
+        voice = manifest.voices[text.voice]
+        account = manifest.accounts[voice.account]
+        max_chars = account.limits.max_chars or 1000
+        segments: list[Segment] = []
+        paragraphs: list[int] = []
+        for chunk in chunk_text(text.body, max_chars, _min_chars(max_chars)):
+            params = resolve_params(voice.kind, text.params, chunk.text)
+            fmt = str(params.get("format", DEFAULT_FORMAT[voice.kind]))
+            key = segment_key(voice.kind, params, chunk.text, fmt)
+            segments.append(Segment(key, account.name, voice.kind, chunk.text, params, fmt))
+            paragraphs.append(chunk.paragraph)
+        chapters.append(Chapter(text, tuple(segments), tuple(paragraphs)))
+    return Plan(manifest, tuple(chapters))
+
+
+def iter_segments(plan: Plan) -> Iterator[Segment]:
+    for chapter in plan.chapters:
+        yield from chapter.segments

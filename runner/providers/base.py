@@ -1,0 +1,106 @@
+"""The contract between the scheduler and a provider adapter.
+
+Like an httpx transport, an adapter is narrow and injected: the scheduler hands it a `Request`
+and gets back `Audio` (synchronous APIs) or a task to poll (asynchronous APIs). It never sees
+HTTP. Adapters map every failure onto the error tree in `runner.errors`.
+
+```
+SYNC:  synthesize(request) ─▶ Audio
+TASK:  submit(request) ─▶ Submission(task_id) ─▶ poll(task_id) ─▶ TaskStatus(url)
+       ─▶ download(url) ─▶ Audio
+```
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import ClassVar
+
+from runner.manifest.params import ParamValue
+
+__all__ = ["Audio", "Mode", "Provider", "Request", "Submission", "TaskState", "TaskStatus"]
+
+
+class Mode(enum.StrEnum):
+    SYNC = "sync"  #: one call returns the audio
+    TASK = "task"  #: submit, poll, download
+
+
+@dataclass(frozen=True)
+class Request:
+    """One segment's synthesis, as the adapter needs it."""
+
+    key: str  #: the segment key (stable across runs)
+    text: str
+    params: Mapping[str, ParamValue]  #: the voice parameters, resolved for this chunk
+    request_id: str  #: stable identity of this segment's request, for reconciliation
+
+
+@dataclass(frozen=True)
+class Audio:
+    data: bytes
+    format: str  #: wav, mp3, opus, flac, pcm
+    sample_rate: int | None = None  #: required for headerless pcm
+    cost: float | None = None  #: what the provider reported this cost, in its own unit
+
+
+class TaskState(enum.StrEnum):
+    PROCESSING = "processing"  #: not finished yet
+    DONE = "done"  #: the result can be downloaded from `url`
+    FAILED = "failed"  #: the provider gave up on the task
+
+
+@dataclass(frozen=True)
+class Submission:
+    task_id: str
+    url: str | None = None  #: set when the provider answered with a finished result at once
+    cost: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    state: TaskState
+    url: str | None = None
+    message: str = ""
+
+
+class Provider:
+    """Base of every adapter. Subclasses implement the methods of their `mode`."""
+
+    mode: ClassVar[Mode] = Mode.SYNC
+    kind: ClassVar[str] = ""
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} account={self.account!r}>"
+
+    async def __aenter__(self) -> Provider:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release connections; called once when the run ends."""
+
+    async def synthesize(self, request: Request) -> Audio:
+        raise NotImplementedError(f"{self.kind} is not a synchronous provider")
+
+    async def submit(self, request: Request) -> Submission:
+        raise NotImplementedError(f"{self.kind} has no tasks")
+
+    async def poll(self, task_id: str) -> TaskStatus:
+        raise NotImplementedError(f"{self.kind} has no tasks")
+
+    async def download(self, url: str) -> Audio:
+        raise NotImplementedError(f"{self.kind} has no tasks")

@@ -1,0 +1,231 @@
+"""One run of one manifest: lock the state, sync the plan into it, schedule what is left,
+assemble the chapters that are complete, and say how it went (an exit code of design.md).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from runner.assemble import (
+    assemble_chapter,
+    chapter_fingerprint,
+    chapter_row,
+    is_current,
+    output_path,
+    write_index,
+)
+from runner.cache import Cache, Cached
+from runner.errors import UsageError
+from runner.events import Events
+from runner.limits import Limiter
+from runner.lock import RunLock
+from runner.manifest.model import Manifest
+from runner.plan import Chapter, Plan, Segment, expand
+from runner.providers import create_provider, missing_credentials
+from runner.providers.base import Provider
+from runner.scheduler import RetryPolicy, Scheduler, StopFlag
+from runner.stats import RunStats
+from runner.store import ChapterRow, SegmentRow, SegmentState, Store
+
+__all__ = ["EXIT", "RunOptions", "RunResult", "run_manifest", "state_dir_for"]
+
+EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3, "locked": 4}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    state_dir: Path | None = None
+    deadline: float | None = None  #: seconds from the start of the run
+    sandbox: bool = False
+    retry_failed: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    environ: Mapping[str, str] | None = None  #: where credentials are read; os.environ if None
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    stats: RunStats
+    stopped: str = ""
+    remaining: int = 0  #: segments not done when the run ended
+    chapters_written: list[Path] = field(default_factory=list)
+    chapters_complete: int = 0
+    index: Path | None = None
+    elapsed: float = 0.0
+
+
+def state_dir_for(manifest: Manifest, options: RunOptions) -> Path:
+    if options.state_dir is not None:
+        return options.state_dir.expanduser().resolve()
+    name = ".tts-runner-sandbox" if options.sandbox else ".tts-runner"
+    return manifest.path.parent / name
+
+
+async def run_manifest(manifest: Manifest, options: RunOptions, events: Events) -> RunResult:
+    started = time.monotonic()
+    directory = state_dir_for(manifest, options)
+    directory.mkdir(parents=True, exist_ok=True)
+    with RunLock(directory), Store.open(directory) as store:
+        run_id = store.start_run(f"run {manifest.path}")
+        result = await _run_locked(manifest, options, events, store, directory, started)
+        store.finish_run(run_id, result.exit_code, f"{result.stats.as_dict()}")
+        return result
+
+
+async def _run_locked(
+    manifest: Manifest,
+    options: RunOptions,
+    events: Events,
+    store: Store,
+    directory: Path,
+    started: float,
+) -> RunResult:
+    plan = expand(manifest)
+    unique = plan.unique_segments()
+    store.add_segments(unique.values())
+    cache = Cache(directory / "cache")
+    stats = RunStats()
+    todo = await _todo(store, cache, unique, options, stats)
+    accounts = {s.account for s in todo}
+    if not options.sandbox:
+        missing = missing_credentials([manifest.accounts[a] for a in accounts], options.environ)
+        if missing:
+            raise UsageError("; ".join(missing))
+    events.emit(
+        "plan",
+        manifest=str(manifest.path),
+        segments=len(unique),
+        todo=len(todo),
+        todo_chars=sum(s.chars for s in todo),
+        cached=stats.cached,
+        recovered=stats.recovered,
+    )
+    stop = StopFlag()
+    providers: dict[str, Provider] = {
+        a: create_provider(manifest.accounts[a], options.environ, events.redact) for a in accounts
+    }
+    limiters = {a: Limiter(manifest.accounts[a].limits) for a in accounts}
+    scheduler = Scheduler(
+        store=store,
+        cache=cache,
+        providers=providers,
+        limiters=limiters,
+        events=events,
+        stats=stats,
+        stop=stop,
+        retry=options.retry,
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
+            if options.deadline is not None:
+                tg.start_soon(_deadline, stop, options.deadline)
+            await scheduler.run(todo)
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            for provider in providers.values():
+                await provider.aclose()
+    result = RunResult(exit_code=0, stats=stats, stopped=stop.reason)
+    await _assemble(manifest, plan, store, directory, events, result)
+    rows = store.rows(unique)
+    result.remaining = sum(1 for r in rows.values() if r.state != SegmentState.DONE)
+    failed = sum(1 for r in rows.values() if r.state == SegmentState.FAILED)
+    if result.remaining > failed:
+        result.exit_code = EXIT["stopped"]
+        result.stopped = result.stopped or "; ".join(
+            f"{name}: {a.stopped}" for name, a in stats.accounts.items() if a.stopped
+        )
+    elif failed:
+        result.exit_code = EXIT["failed"]
+    result.elapsed = time.monotonic() - started
+    return result
+
+
+async def _todo(
+    store: Store,
+    cache: Cache,
+    unique: Mapping[str, Segment],
+    options: RunOptions,
+    stats: RunStats,
+) -> list[Segment]:
+    """The segments this run must request, in plan order; done and cached ones are skipped."""
+    if options.retry_failed:
+        store.retry_failed(unique)
+    rows = store.rows(unique)
+    todo: list[Segment] = []
+    for key, segment in unique.items():
+        row = rows[key]
+        if row.state == SegmentState.DONE and row.path and (store.directory / row.path).is_file():
+            stats.cached += 1
+            continue
+        if row.state == SegmentState.FAILED:
+            continue
+        found = await anyio.to_thread.run_sync(cache.find, key, segment.format, segment.chars)
+        if found is not None:
+            _recover(store, row, found.path.relative_to(store.directory), found)
+            stats.recovered += 1
+            continue
+        if row.state == SegmentState.SUBMITTING:
+            stats.account(segment.account).re_requests += 1
+        todo.append(segment)
+    return todo
+
+
+def _recover(store: Store, row: SegmentRow, path: Path, found: Cached) -> None:
+    store.mark_done(
+        row.key,
+        path=str(path),
+        sha256=found.sha256,
+        duration=found.info.duration,
+        sample_rate=found.info.sample_rate,
+        cost=row.cost,
+    )
+
+
+async def _assemble(
+    manifest: Manifest, plan: Plan, store: Store, directory: Path, events: Events, result: RunResult
+) -> None:
+    index: list[tuple[Chapter, ChapterRow | None]] = []
+    for chapter in plan.chapters:
+        rows = store.rows(s.key for s in chapter.segments)
+        if not all(rows[s.key].state == SegmentState.DONE for s in chapter.segments):
+            index.append((chapter, None))
+            continue
+        fingerprint = chapter_fingerprint(manifest, chapter, rows)
+        previous = store.chapter(str(manifest.path), chapter.id)
+        path = output_path(manifest, chapter)
+        if not await anyio.to_thread.run_sync(is_current, previous, fingerprint, path):
+            built = await anyio.to_thread.run_sync(
+                assemble_chapter, manifest, chapter, rows, directory
+            )
+            previous = chapter_row(manifest, chapter, fingerprint, built)
+            store.save_chapter(previous)
+            result.chapters_written.append(path)
+            events.emit(
+                "chapter_written", id=chapter.id, path=str(path), seconds=round(built[1], 3)
+            )
+        result.chapters_complete += 1
+        index.append((chapter, previous))
+    result.index = await anyio.to_thread.run_sync(write_index, manifest, index)
+
+
+async def _watch_signals(stop: StopFlag, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stop:
+                scope.cancel()  # a second signal: stop now; in-flight work is resumed next run
+                return
+            stop.set(f"stopped by {signal.Signals(signum).name}")
+
+
+async def _deadline(stop: StopFlag, seconds: float) -> None:
+    await anyio.sleep(seconds)
+    stop.set(f"deadline of {seconds:g} s reached")

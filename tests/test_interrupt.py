@@ -1,0 +1,157 @@
+"""Stopping a run in every way it can be stopped, then resuming: kill -9, SIGTERM, --deadline,
+and a second run on the same state directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from support import english_prose, tts_runner
+
+TEXTS = 20
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Path:
+    """A book long enough (~50k characters, a few seconds of synthesis) to interrupt."""
+    chapters = tmp_path / "chapters"
+    chapters.mkdir()
+    for i in range(TEXTS):
+        (chapters / f"{i:02d}.txt").write_text(english_prose(55, seed=i * 55))
+    (tmp_path / "book.yaml").write_text("name: long-book\ntexts:\n  - glob: chapters/*.txt\n")
+    return tmp_path / "book.yaml"
+
+
+def _start(manifest: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as stderr:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "runner", "run", manifest.name, "--json-log", *extra],
+            cwd=manifest.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def _events(log: Path, kind: str) -> list[dict[str, object]]:
+    found = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{") and line.endswith("}"):
+            event = json.loads(line)
+            if event["event"] == kind:
+                found.append(event)
+    return found
+
+
+def _wait_for(
+    log: Path, kind: str, count: int, proc: subprocess.Popen[bytes], limit: float = 60
+) -> None:
+    deadline = time.monotonic() + limit
+    while len(_events(log, kind)) < count:
+        assert proc.poll() is None, f"the run ended before {count} {kind} events"
+        assert time.monotonic() < deadline, f"no {count} {kind} events in {limit} s"
+        time.sleep(0.02)
+
+
+def _outputs(manifest: Path) -> dict[str, str]:
+    out = manifest.parent / "out"
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.wav"))}
+
+
+def test_kill_9_then_resume_completes_without_synthesising_anything_twice(
+    book: Path, tmp_path: Path
+) -> None:
+    logs = []
+    for kill_after in (8, 30):
+        log = tmp_path / f"killed-{kill_after}.log"
+        proc = _start(book, log)
+        _wait_for(log, "segment_done", kill_after, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        logs.append(log)
+    final = tts_runner("run", book.name, "--json-log", cwd=book.parent)
+    assert final.code == 0, final.stderr
+
+    plan = json.loads(tts_runner("plan", book.name, "--json", cwd=book.parent).stdout)
+    assert plan["cached"] == plan["unique_segments"]
+    per_run = [[e["key"] for e in _events(log, "request")] for log in logs]
+    per_run.append([e["key"] for e in final.events("request")])
+    requests = Counter(key for run in per_run for key in run)
+    index = json.loads((book.parent / "out" / "index.json").read_text())
+    assert set(requests) == {key for c in index["chapters"] for key in c["segments"]}
+    twice = {key for key, n in requests.items() if n > 1}
+    # A segment may be requested again only if a kill hit it in flight: the last request of a
+    # killed run (the local engine has one request in flight).
+    in_flight_at_kill = {run[-1] for run in per_run[:-1] if run}
+    assert twice <= in_flight_at_kill
+    assert all(requests[key] <= 2 for key in requests)
+    assert len(requests) == plan["unique_segments"]
+    assert len(index["chapters"]) == TEXTS
+    assert all(c["complete"] for c in index["chapters"])
+
+
+def test_sigterm_stops_cleanly_and_resumes(book: Path, tmp_path: Path) -> None:
+    log = tmp_path / "term.log"
+    proc = _start(book, log)
+    _wait_for(log, "segment_done", 5, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 3
+    (summary,) = _events(log, "summary")
+    assert summary["stopped"] == "stopped by SIGTERM"
+    assert summary["remaining"] > 0
+    status = json.loads(tts_runner("status", book.name, "--json", cwd=book.parent).stdout)
+    assert status["counts"]["submitting"] == 0  # in-flight work finished and was recorded
+    assert status["counts"]["done"] == len(_events(log, "segment_done"))
+    again = tts_runner("run", book.name, "--json-log", cwd=book.parent)
+    assert again.code == 0
+    assert len(again.events("request")) == summary["remaining"]
+
+
+def test_deadline_stops_with_exit_3_and_the_next_run_finishes(book: Path) -> None:
+    first = tts_runner("run", book.name, "--json-log", "--deadline", "1s", cwd=book.parent)
+    assert first.code == 3, first.stderr
+    assert "deadline" in first.stdout
+    (summary,) = first.events("summary")
+    assert 0 < summary["remaining"] < first.events("plan")[0]["segments"]
+    second = tts_runner("run", book.name, "--json-log", cwd=book.parent)
+    assert second.code == 0
+    assert len(second.events("request")) == summary["remaining"]
+
+
+def test_second_run_on_the_same_state_exits_4_at_once(book: Path, tmp_path: Path) -> None:
+    log = tmp_path / "first.log"
+    first = _start(book, log)
+    try:
+        _wait_for(log, "segment_done", 1, first)
+        before = _outputs(book)
+        started = time.monotonic()
+        second = tts_runner("run", book.name, "--json-log", cwd=book.parent)
+        elapsed = time.monotonic() - started
+        assert second.code == 4
+        assert f"pid {first.pid}" in second.stderr
+        assert elapsed < 1.0 + 1.5  # the interpreter's start-up is most of it
+        assert _outputs(book) == before
+        assert second.events("request") == []
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+
+
+def test_lock_of_a_killed_run_is_taken_over(book: Path, tmp_path: Path) -> None:
+    log = tmp_path / "killed.log"
+    proc = _start(book, log)
+    _wait_for(log, "segment_done", 1, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    again = tts_runner("run", book.name, "--json-log", "--deadline", "0.5s", cwd=book.parent)
+    assert again.code in (0, 3), again.stderr
+    assert again.events("plan")

@@ -1,0 +1,103 @@
+"""The walking skeleton end to end, through the real CLI in subprocesses, on the embedded engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from support import REPO, tts_runner, wav_stats
+
+#: Seconds of speech per character at the demo's rates, with pauses: wide but meaningful bounds
+#: (espeak-ng reads English at ~0.05 s/char and Mandarin at ~0.27 s/char).
+SECONDS_PER_CHAR = {"ch01": (0.03, 0.12), "ch02": (0.15, 0.6), "ch03": (0.05, 0.4)}
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    target = tmp_path / "demo"
+    shutil.copytree(
+        REPO / "examples" / "demo", target, ignore=shutil.ignore_patterns("out", ".tts-runner")
+    )
+    return target
+
+
+def test_demo_end_to_end_produces_real_speech(demo: Path) -> None:
+    done = tts_runner("run", "book.yaml", "--json-log", cwd=demo)
+    assert done.code == 0, done.stderr
+    out = demo / "out"
+    index = json.loads((out / "index.json").read_text())
+    assert [c["id"] for c in index["chapters"]] == ["ch01", "ch02", "ch03"]
+    for chapter in index["chapters"]:
+        path = out / chapter["file"]
+        assert path.read_bytes()[:4] == b"RIFF"
+        rate, seconds, rms = wav_stats(path)
+        assert rate == 22050
+        assert rms > -30, f"{path.name} is near-silent ({rms:.1f} dBFS)"
+        source = (demo / "chapters").glob(f"0{chapter['id'][-1]}-*.txt")
+        chars = len("".join(next(source).read_text().split()))
+        low, high = SECONDS_PER_CHAR[chapter["id"]]
+        assert low * chars < seconds < high * chars, (chapter["id"], seconds, chars)
+        assert abs(chapter["duration"] - seconds) < 0.01
+    assert str(out) in done.stdout  # the summary says where the chapters went
+    assert len(done.events("request")) == len(done.events("segment_done")) > 3
+
+
+def test_second_run_synthesises_nothing_and_changes_nothing(demo: Path) -> None:
+    assert tts_runner("run", "book.yaml", "--json-log", cwd=demo).code == 0
+    before = _digests(demo / "out")
+    again = tts_runner("run", "book.yaml", "--json-log", cwd=demo)
+    assert again.code == 0, again.stderr
+    assert again.events("request") == []
+    assert again.events("chapter_written") == []
+    (summary,) = again.events("summary")
+    assert summary["synthesized"] == 0
+    assert summary["cached"] == again.events("plan")[0]["segments"]
+    assert _digests(demo / "out") == before
+
+
+def test_editing_one_sentence_resynthesises_only_what_changed(demo: Path) -> None:
+    first = tts_runner("run", "book.yaml", "--json-log", cwd=demo)
+    assert first.code == 0
+    before = _digests(demo / "out")
+    old_keys = {e["key"] for e in first.events("segment_done")}
+    chapter = demo / "chapters" / "03-evening.txt"
+    text = chapter.read_text()
+    assert "roasted chestnuts" in text
+    chapter.write_text(text.replace("roasted chestnuts", "grilled corn"))
+
+    second = tts_runner("run", "book.yaml", "--json-log", cwd=demo)
+    assert second.code == 0, second.stderr
+    requested = {e["key"] for e in second.events("request")}
+    assert len(requested) == 1  # the changed paragraph is one segment
+    assert not requested & old_keys
+    assert [e["id"] for e in second.events("chapter_written")] == ["ch03"]
+    after = _digests(demo / "out")
+    assert after["ch01.wav"] == before["ch01.wav"]
+    assert after["ch02.wav"] == before["ch02.wav"]
+    assert after["ch03.wav"] != before["ch03.wav"]
+
+    plan = json.loads(tts_runner("plan", "book.yaml", "--json", cwd=demo).stdout)
+    assert plan["cached"] == plan["unique_segments"]
+
+
+def test_minimal_manifest_is_a_complete_manifest(tmp_path: Path) -> None:
+    (tmp_path / "hello.yaml").write_text('texts: [{text: "Hello there, general reader."}]\n')
+    done = tts_runner("run", "hello.yaml", "--json-log", cwd=tmp_path)
+    assert done.code == 0, done.stderr
+    _rate, seconds, rms = wav_stats(tmp_path / "out" / "text-1.wav")
+    assert 0.8 < seconds < 5
+    assert rms > -30
+    status = json.loads(tts_runner("status", "hello.yaml", "--json", cwd=tmp_path).stdout)
+    assert status["counts"]["done"] == 1
+    assert sum(status["counts"].values()) == 1
