@@ -48,8 +48,9 @@ def add_commands(commands: Any) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     for manifest in load_manifests(args.manifests):
         chars = sum(len(t.body) for t in manifest.texts)
+        texts = len(manifest.texts)
         print(
-            f"{manifest.path}: ok — {len(manifest.texts)} texts, {chars:,} characters, "
+            f"{manifest.path}: ok — {texts} text{'s' if texts != 1 else ''}, {chars:,} characters, "
             f"voices {', '.join(sorted(manifest.voices))}"
         )
     return 0

@@ -1,0 +1,121 @@
+"""Audio checks: complete or refused; and the cache that only ever holds verified audio."""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from runner.audio import check_plausible, decode, pcm_to_wav, probe
+from runner.cache import Cache
+from runner.errors import AudioError
+from runner.fsutil import atomic_file
+from runner.providers.base import Audio
+
+
+def _tone(seconds: float, rate: int = 22050) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * math.pi * 220 * t) * 12000).astype("<i2").tobytes()
+
+
+def _mp3(seconds: float, rate: int = 44100) -> bytes:
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=rate, layout="mono")
+        samples = np.frombuffer(_tone(seconds, rate), "<i2").reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def test_a_complete_wav_probes_with_its_duration() -> None:
+    info = probe(pcm_to_wav(_tone(1.5), 22050), "wav")
+    assert (info.sample_rate, info.channels, info.frames) == (22050, 1, 33075)
+    assert info.duration == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("cut", [1, 100, 20000])
+def test_a_wav_cut_short_is_refused(cut: int) -> None:
+    data = pcm_to_wav(_tone(1.0), 22050)
+    with pytest.raises(AudioError, match="cut short"):
+        probe(data[:-cut], "wav")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"RIFF\x00\x00\x00\x00WAVE", b"<html>502 Bad Gateway</html>", b"ID3garbage" * 10],
+)
+def test_things_that_are_not_wav_are_refused(data: bytes) -> None:
+    with pytest.raises(AudioError):
+        probe(data, "wav")
+
+
+def test_streaming_wav_with_unknown_length_is_accepted() -> None:
+    data = bytearray(pcm_to_wav(_tone(0.5), 22050))
+    struct.pack_into("<I", data, 40, 0xFFFFFFFF)  # data chunk size "unknown"
+    assert probe(bytes(data), "wav").frames == 11025
+
+
+def test_mp3_decodes_and_garbage_mp3_is_refused() -> None:
+    samples, rate = decode(_mp3(1.0), "mp3")
+    assert rate == 44100
+    assert len(samples) / rate == pytest.approx(1.0, abs=0.1)
+    with pytest.raises(AudioError):
+        probe(b"\x00\x01 definitely not mpeg audio " * 50, "mp3")
+
+
+def test_plausibility_bounds_duration_by_text_length() -> None:
+    info = probe(pcm_to_wav(_tone(0.2), 22050), "wav")
+    check_plausible(info, 10)
+    with pytest.raises(AudioError, match="not plausible"):
+        check_plausible(info, 500)  # 0.2 s cannot speak 500 characters
+    long = probe(pcm_to_wav(_tone(30.0), 22050), "wav")
+    with pytest.raises(AudioError, match="not plausible"):
+        check_plausible(long, 5)
+
+
+def test_cache_keeps_only_verified_audio(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    key = "ab" * 32
+    good = pcm_to_wav(_tone(1.0), 22050)
+    with pytest.raises(AudioError):
+        cache.put(key, Audio(good[:-1000], "wav"), 12)
+    assert not any(tmp_path.rglob("*.*"))
+    cached = cache.put(key, Audio(good, "wav"), 12)
+    assert cached.path == tmp_path / "ab" / f"{key}.wav"
+    assert cached.path.read_bytes() == good
+    found = cache.find(key, "wav", 12)
+    assert found is not None
+    assert found.sha256 == cached.sha256
+    cached.path.write_bytes(good[:-1000])  # damaged behind our back: not a cache hit
+    assert cache.find(key, "wav", 12) is None
+
+
+def test_raw_pcm_is_cached_as_self_describing_wav(tmp_path: Path) -> None:
+    cached = Cache(tmp_path).put("cd" * 32, Audio(_tone(0.5, 44100), "pcm", 44100), 5)
+    assert cached.path.suffix == ".wav"
+    assert cached.info.sample_rate == 44100
+
+
+def test_atomic_file_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+
+    def crash_mid_write() -> None:
+        with atomic_file(target) as f:
+            f.write(b"new but incomplete")
+            raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        crash_mid_write()
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]

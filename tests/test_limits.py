@@ -1,0 +1,207 @@
+"""The account limiter under a virtual clock: no window ever holds more than N starts, no more
+than C requests are ever in flight, and under saturation it reaches the plan's rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from dataclasses import dataclass, field
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runner.limits import Limiter
+from runner.plans import Limits
+
+
+@dataclass
+class VirtualClock:
+    """Time that only moves when every task is blocked: to the next sleeper's wake-up."""
+
+    now: float = 0.0
+    _sleepers: list[tuple[float, int, anyio.Event]] = field(default_factory=list)
+    _seq: itertools.count[int] = field(default_factory=itertools.count)
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        event = anyio.Event()
+        heapq.heappush(self._sleepers, (self.now + max(seconds, 0.0), next(self._seq), event))
+        await event.wait()
+
+    async def drive(self, done: anyio.Event) -> None:
+        while not done.is_set():
+            await _all_other_tasks_blocked()
+            if self._sleepers:
+                wake, _, event = heapq.heappop(self._sleepers)
+                self.now = max(self.now, wake)
+                event.set()
+
+
+async def _all_other_tasks_blocked() -> None:
+    """Like anyio.wait_all_tasks_blocked, without its 0.1 s real-time polling (asyncio only)."""
+    me = asyncio.current_task()
+    while True:
+        await asyncio.sleep(0)
+        runnable = [
+            t
+            for t in asyncio.all_tasks()
+            if t is not me and (t._fut_waiter is None or t._fut_waiter.done())  # type: ignore[attr-defined]
+        ]
+        if not runnable:
+            return
+
+
+@dataclass
+class Spy:
+    starts: list[float] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+
+async def _simulate(
+    limits: Limits, arrivals: list[tuple[float, float]], margin: float | None = None
+) -> Spy:
+    clock = VirtualClock()
+    limiter = Limiter(limits, clock=clock, sleep=clock.sleep, margin=margin)
+    spy = Spy()
+    done = anyio.Event()
+
+    async def request(index: int, arrival: float, duration: float) -> None:
+        await clock.sleep(arrival)
+        async with limiter.slot():
+            spy.starts.append(clock.now)
+            spy.order.append(index)
+            spy.in_flight += 1
+            spy.max_in_flight = max(spy.max_in_flight, spy.in_flight)
+            await clock.sleep(duration)
+            spy.in_flight -= 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(clock.drive, done)
+        async with anyio.create_task_group() as requests:
+            for i, (arrival, duration) in enumerate(arrivals):
+                requests.start_soon(request, i, arrival, duration)
+        done.set()
+    return spy
+
+
+def _max_in_window(starts: list[float], window: float) -> int:
+    """Most starts inside any half-open window [t, t + window)."""
+    ordered = sorted(starts)
+    best, j = 0, 0
+    for i, t in enumerate(ordered):
+        while ordered[i] - ordered[j] >= window:
+            j += 1
+        best = max(best, i - j + 1)
+        del t
+    return best
+
+
+limits_strategy = st.builds(
+    Limits,
+    requests=st.integers(1, 12),
+    per_seconds=st.floats(0.5, 30, allow_nan=False),
+    concurrent=st.one_of(st.none(), st.integers(1, 6)),
+)
+arrivals_strategy = st.lists(
+    st.tuples(st.floats(0, 40, allow_nan=False), st.floats(0, 5, allow_nan=False)),
+    min_size=1,
+    max_size=50,
+)
+
+
+@pytest.mark.anyio
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(limits=limits_strategy, arrivals=arrivals_strategy)
+async def test_no_window_exceeds_the_plan_and_concurrency_holds(
+    limits: Limits, arrivals: list[tuple[float, float]]
+) -> None:
+    spy = await _simulate(limits, arrivals)
+    assert len(spy.starts) == len(arrivals)
+    assert limits.requests is not None
+    assert limits.per_seconds is not None
+    assert _max_in_window(spy.starts, limits.per_seconds) <= limits.requests
+    if limits.concurrent is not None:
+        assert spy.max_in_flight <= limits.concurrent
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("requests", "per_seconds"), [(60, 60.0), (300, 60.0), (10, 2.0)])
+async def test_saturation_reaches_the_plan(requests: int, per_seconds: float) -> None:
+    windows = 10
+    spy = await _simulate(
+        Limits(requests=requests, per_seconds=per_seconds),
+        [(0.0, 0.0)] * (requests * windows + 1),
+    )
+    horizon = windows * per_seconds
+    started = sum(1 for t in spy.starts if t < horizon)
+    assert started / (requests * windows) >= 0.995
+    assert _max_in_window(spy.starts, per_seconds) == requests
+
+
+@pytest.mark.anyio
+async def test_starts_are_served_in_arrival_order() -> None:
+    spy = await _simulate(
+        Limits(requests=3, per_seconds=1.0, concurrent=2),
+        [(i * 0.01, 0.3) for i in range(20)],
+    )
+    assert spy.order == list(range(20))
+
+
+@pytest.mark.anyio
+async def test_pause_holds_every_start_until_it_ends() -> None:
+    clock = VirtualClock()
+    limiter = Limiter(Limits(requests=100, per_seconds=1.0), clock=clock, sleep=clock.sleep)
+    limiter.pause_until(7.5)
+    starts: list[float] = []
+    done = anyio.Event()
+
+    async def one() -> None:
+        async with limiter.slot():
+            starts.append(clock.now)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(clock.drive, done)
+        async with anyio.create_task_group() as inner:
+            for _ in range(5):
+                inner.start_soon(one)
+        done.set()
+    assert starts == [7.5] * 5
+
+
+@pytest.mark.anyio
+async def test_remembered_history_prevents_a_burst_after_a_previous_run() -> None:
+    clock = VirtualClock(now=100.0)
+    limiter = Limiter(
+        Limits(requests=5, per_seconds=10.0), clock=clock, sleep=clock.sleep, margin=0
+    )
+    limiter.remember([95.0, 96.0, 97.0, 98.0, 99.0])  # the previous run used the whole window
+    starts: list[float] = []
+    done = anyio.Event()
+
+    async def one() -> None:
+        async with limiter.slot():
+            starts.append(clock.now)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(clock.drive, done)
+        async with anyio.create_task_group() as inner:
+            for _ in range(3):
+                inner.start_soon(one)
+        done.set()
+    assert starts == [105.0, 106.0, 107.0]
+    assert _max_in_window([95.0, 96.0, 97.0, 98.0, 99.0, *starts], 10.0) == 5
+
+
+def test_repr_names_the_limits() -> None:
+    limiter = Limiter(Limits(requests=60, per_seconds=60.0, concurrent=5))
+    assert repr(limiter) == "<Limiter requests=60 per=60.0s concurrent=5 in_flight=0>"
