@@ -15,7 +15,9 @@ RunnerError
     │   │                       connections, truncated bodies, a model still loading
     │   └── CorruptResult       the body arrived but is not valid, plausible audio
     ├── RateLimited             the account must slow down; carries `retry_after`
-    ├── OutOfCredit             the account cannot pay; stop it, keep the others going
+    ├── AccountUnusable         stop this account, keep the others going
+    │   ├── OutOfCredit         no credit, balance or quota left
+    │   └── Unauthorized        the credentials were refused
     └── PermanentError          this item will never succeed as asked; fail the segment
 ```
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AccountUnusable",
     "AudioError",
     "CorruptResult",
     "DiskFull",
@@ -44,6 +47,7 @@ __all__ = [
     "StateLocked",
     "StateTooNew",
     "TransientError",
+    "Unauthorized",
     "UsageError",
 ]
 
@@ -140,8 +144,16 @@ class RateLimited(ProviderError):
         self.retry_after = retry_after
 
 
-class OutOfCredit(ProviderError):
+class AccountUnusable(ProviderError):
+    """Nothing more can be done with this account in this run."""
+
+
+class OutOfCredit(AccountUnusable):
     """The account has no credit, balance or quota left for this request."""
+
+
+class Unauthorized(AccountUnusable):
+    """The provider refused the account's credentials."""
 
 
 class PermanentError(ProviderError):

@@ -4,6 +4,7 @@ assemble the chapters that are complete, and say how it went (an exit code of de
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Mapping
@@ -28,9 +29,10 @@ from runner.limits import Limiter
 from runner.lock import RunLock
 from runner.manifest.model import Manifest
 from runner.plan import Chapter, Plan, Segment, expand
-from runner.providers import create_provider, missing_credentials
+from runner.providers import ProviderContext, create_provider, missing_credentials
 from runner.providers.base import Provider
-from runner.scheduler import RetryPolicy, Scheduler, StopFlag
+from runner.providers.context import RetryPolicy
+from runner.scheduler import Scheduler, StopFlag
 from runner.stats import RunStats
 from runner.store import ChapterRow, SegmentRow, SegmentState, Store
 
@@ -108,19 +110,20 @@ async def _run_locked(
         recovered=stats.recovered,
     )
     stop = StopFlag()
-    providers: dict[str, Provider] = {
-        a: create_provider(manifest.accounts[a], options.environ, events.redact) for a in accounts
-    }
-    limiters = {a: Limiter(manifest.accounts[a].limits) for a in accounts}
+    providers: dict[str, Provider] = {}
+    for name in accounts:
+        account = manifest.accounts[name]
+        context = ProviderContext(
+            account=account,
+            limiter=Limiter(account.limits),
+            stats=stats.account(name),
+            events=events,
+            retry=options.retry,
+            environ=os.environ if options.environ is None else options.environ,
+        )
+        providers[name] = create_provider(context)
     scheduler = Scheduler(
-        store=store,
-        cache=cache,
-        providers=providers,
-        limiters=limiters,
-        events=events,
-        stats=stats,
-        stop=stop,
-        retry=options.retry,
+        store=store, cache=cache, providers=providers, events=events, stats=stats, stop=stop
     )
     try:
         async with anyio.create_task_group() as tg:

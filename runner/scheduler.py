@@ -11,46 +11,37 @@ The scheduler never sees HTTP: it talks to `Provider`s and reacts to the error t
 
 from __future__ import annotations
 
-import random
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import anyio
 import anyio.to_thread
 
 from runner.cache import Cache
 from runner.errors import (
+    AccountUnusable,
     AudioError,
     CorruptResult,
-    OutOfCredit,
     PermanentError,
-    ProviderError,
     RateLimited,
     TransientError,
 )
 from runner.events import Events
-from runner.limits import Limiter
 from runner.plan import Segment
 from runner.providers.base import Audio, Provider, Request
 from runner.stats import RunStats
 from runner.store import Store
 
-__all__ = ["RetryPolicy", "Scheduler", "StopFlag"]
+__all__ = ["Scheduler", "StopFlag"]
 
 #: Workers for an account whose plan sets no concurrency limit.
 UNLIMITED_WORKERS = 16
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5  #: tries per segment before it fails
-    base_delay: float = 1.0  #: first backoff, doubled each time, with full jitter
-    max_delay: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+#: A result that fails verification is requested again at most this many times in one run.
+VERIFY_ATTEMPTS = 3
+#: An account whose calls keep failing transiently (after the adapter's own retries) this many
+#: times in a row is stopped for this run: the service is down, not one request unlucky.
+BREAKER = 3
 
 
 class StopFlag:
@@ -76,17 +67,15 @@ class Scheduler:
         store: Store,
         cache: Cache,
         providers: Mapping[str, Provider],
-        limiters: Mapping[str, Limiter],
         events: Events,
         stats: RunStats,
         stop: StopFlag,
-        retry: RetryPolicy | None = None,
     ) -> None:
         self.store, self.cache, self.events, self.stats = store, cache, events, stats
-        self.providers, self.limiters = providers, limiters
+        self.providers = providers
         self.stop = stop
-        self.retry = retry or RetryPolicy()
         self._stopped_accounts: dict[str, str] = {}
+        self._failing: dict[str, int] = {}
 
     async def run(self, segments: Sequence[Segment]) -> None:
         by_account: dict[str, deque[Segment]] = {}
@@ -94,8 +83,8 @@ class Scheduler:
             by_account.setdefault(segment.account, deque()).append(segment)
         async with anyio.create_task_group() as tg:
             for account, queue in by_account.items():
-                concurrent = self.limiters[account].limits.concurrent or UNLIMITED_WORKERS
-                for _ in range(min(concurrent, len(queue))):
+                limits = self.providers[account].context.limiter.limits
+                for _ in range(min(limits.concurrent or UNLIMITED_WORKERS, len(queue))):
                     tg.start_soon(self._worker, account, queue)
 
     async def _worker(self, account: str, queue: deque[Segment]) -> None:
@@ -103,41 +92,43 @@ class Scheduler:
             await self._process(queue.popleft())
 
     async def _process(self, segment: Segment) -> None:
-        account = self.stats.account(segment.account)
-        for attempt in range(self.retry.attempts):
+        stats = self.stats.account(segment.account)
+        provider = self.providers[segment.account]
+        for attempt in range(VERIFY_ATTEMPTS):
             try:
-                await self._attempt(segment)
+                audio = await provider.synthesize(self._request(segment))
+                await self._keep(segment, audio)
+                self._failing[segment.account] = 0
                 return
-            except RateLimited as exc:
-                account.rate_limited += 1
-                wait = exc.retry_after if exc.retry_after is not None else self.retry.delay(attempt)
-                self.limiters[segment.account].pause_until(time.monotonic() + wait)
-                self._retrying(segment, "rate_limited", exc, attempt)
-            except (TransientError, AudioError) as exc:
-                cause = "corrupt" if isinstance(exc, (CorruptResult, AudioError)) else "transient"
-                if cause == "corrupt":
-                    account.re_requests += 1  # the bad result may have been paid for
-                self._retrying(segment, cause, exc, attempt)
-                if attempt + 1 < self.retry.attempts:
-                    await anyio.sleep(self.retry.delay(attempt))
-            except OutOfCredit as exc:
-                self._stop_account(segment.account, f"out of credit: {exc}")
-                self.store.mark_pending(segment.key, "account out of credit")
+            except (CorruptResult, AudioError) as exc:
+                stats.re_requests += 1  # the bad result may have been paid for
+                stats.retries["corrupt"] += 1
+                self._event_retry(segment, "corrupt", str(exc), attempt)
+            except RateLimited as exc:  # adapters without their own handling
+                stats.rate_limited += 1
+                wait = exc.retry_after if exc.retry_after is not None else 5.0
+                provider.context.limiter.pause_until(time.monotonic() + wait)
+                self._event_retry(segment, "rate_limited", str(exc), attempt)
+            except TransientError as exc:
+                self._give_up_for_now(segment, str(exc))
+                return
+            except AccountUnusable as exc:
+                self._stop_account(segment.account, str(exc))
+                self.store.mark_pending(segment.key, str(exc))
                 return
             except PermanentError as exc:
                 self._fail(segment, str(exc))
                 return
-        self._fail(segment, f"gave up after {self.retry.attempts} attempts")
+        self._fail(segment, f"the result failed verification {VERIFY_ATTEMPTS} times")
 
-    async def _attempt(self, segment: Segment) -> None:
-        provider = self.providers[segment.account]
-        request = Request(segment.key, segment.text, segment.params, _request_id(segment))
-        async with self.limiters[segment.account].slot():
-            self.store.begin_submit(segment.key, request.request_id)
-            self.stats.account(segment.account).requests += 1
+    def _request(self, segment: Segment) -> Request:
+        request_id = f"{segment.key[:24]}-{int(time.time() * 1000):x}"
+
+        def on_send() -> None:
+            self.store.begin_submit(segment.key, request_id)
             self.events.emit("request", key=segment.key, account=segment.account)
-            audio = await provider.synthesize(request)
-        await self._keep(segment, audio)
+
+        return Request(segment.key, segment.text, segment.params, request_id, on_send)
 
     async def _keep(self, segment: Segment, audio: Audio) -> None:
         """Verify and cache a result, then mark the segment done."""
@@ -167,18 +158,27 @@ class Scheduler:
             seconds=round(cached.info.duration, 3),
         )
 
-    def _retrying(
-        self, segment: Segment, cause: str, exc: ProviderError | AudioError, n: int
-    ) -> None:
-        self.stats.account(segment.account).retries[cause] += 1
+    def _event_retry(self, segment: Segment, cause: str, message: str, attempt: int) -> None:
         self.events.emit(
             "retry",
             key=segment.key,
             account=segment.account,
             cause=cause,
-            attempt=n + 1,
-            message=str(exc),
+            attempt=attempt + 1,
+            message=message,
         )
+
+    def _give_up_for_now(self, segment: Segment, reason: str) -> None:
+        """Transient failures outlasted the retries: leave the segment for the next run."""
+        self.store.mark_pending(segment.key, reason)
+        self.stats.account(segment.account).deferred += 1
+        self.events.emit(
+            "segment_deferred", key=segment.key, account=segment.account, reason=reason
+        )
+        failing = self._failing.get(segment.account, 0) + 1
+        self._failing[segment.account] = failing
+        if failing >= BREAKER:
+            self._stop_account(segment.account, f"{failing} calls in a row failed: {reason}")
 
     def _fail(self, segment: Segment, reason: str) -> None:
         self.store.mark_failed(segment.key, reason)
@@ -191,7 +191,3 @@ class Scheduler:
             self._stopped_accounts[account] = reason
             self.stats.account(account).stopped = reason
             self.events.emit("account_stopped", account=account, reason=reason)
-
-
-def _request_id(segment: Segment) -> str:
-    return f"{segment.key[:24]}-{int(time.time() * 1000):x}"

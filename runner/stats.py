@@ -18,6 +18,7 @@ class AccountStats:
     re_requests: int = 0  #: segments requested again although possibly paid already
     cost: float = 0.0  #: as the provider reported it, in its own unit
     failed: int = 0
+    deferred: int = 0  #: segments left for the next run after transient failures
     stopped: str = ""  #: why the account was stopped early (out of credit...)
 
     def as_dict(self) -> dict[str, object]:
@@ -30,6 +31,7 @@ class AccountStats:
             "re_requests": self.re_requests,
             "cost": round(self.cost, 6),
             "failed": self.failed,
+            "deferred": self.deferred,
             "stopped": self.stopped,
         }
 

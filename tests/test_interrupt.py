@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,14 +32,30 @@ def book(tmp_path: Path) -> Path:
     return tmp_path / "book.yaml"
 
 
+_children: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    """Whatever a test asserts, no run it started outlives it."""
+    yield
+    while _children:
+        child = _children.pop()
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=10)
+
+
 def _start(manifest: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as stderr:  # the child keeps its own descriptor
-        return subprocess.Popen(
+        child = subprocess.Popen(
             [sys.executable, "-m", "runner", "run", manifest.name, "--json-log", *extra],
             cwd=manifest.parent,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
+    _children.append(child)
+    return child
 
 
 def _events(log: Path, kind: str) -> list[dict[str, object]]:
@@ -142,8 +159,7 @@ def test_second_run_on_the_same_state_exits_4_at_once(book: Path, tmp_path: Path
         assert _outputs(book) == before
         assert second.events("request") == []
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
+        first.kill()
 
 
 def test_lock_of_a_killed_run_is_taken_over(book: Path, tmp_path: Path) -> None:

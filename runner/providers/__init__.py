@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from runner.events import Redactor
 from runner.manifest.model import Account
 from runner.providers.base import Provider
+from runner.providers.context import ProviderContext
 from runner.providers.local import LocalProvider
 
-__all__ = ["create_provider", "missing_credentials"]
+__all__ = ["ADAPTERS", "ProviderContext", "create_provider", "missing_credentials"]
 
 
 def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -31,14 +31,9 @@ def missing_credentials(
     ]
 
 
-def create_provider(
-    account: Account, environ: Mapping[str, str] | None, redactor: Redactor
-) -> Provider:
-    """The adapter for `account`; every secret it loads is registered with `redactor`."""
-    env = _environ(environ)
-    for var in account.credentials.values():
-        if env.get(var):
-            redactor.add(env[var])
-    if account.kind == "local":
-        return LocalProvider(account.name)
-    raise NotImplementedError(f"no adapter for provider kind {account.kind!r}")
+ADAPTERS: dict[str, type[Provider]] = {"local": LocalProvider}
+
+
+def create_provider(context: ProviderContext) -> Provider:
+    """The adapter for the context's account."""
+    return ADAPTERS[context.account.kind](context)

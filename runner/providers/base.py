@@ -14,12 +14,13 @@ TASK:  submit(request) ─▶ Submission(task_id) ─▶ poll(task_id) ─▶ Ta
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar
 
 from runner.manifest.params import ParamValue
+from runner.providers.context import ProviderContext
 
 __all__ = ["Audio", "Mode", "Provider", "Request", "Submission", "TaskState", "TaskStatus"]
 
@@ -36,7 +37,10 @@ class Request:
     key: str  #: the segment key (stable across runs)
     text: str
     params: Mapping[str, ParamValue]  #: the voice parameters, resolved for this chunk
-    request_id: str  #: stable identity of this segment's request, for reconciliation
+    request_id: str  #: identity of this segment's request, for reconciliation
+    #: Called right before the paid request leaves (after its limiter slot is granted), so the
+    #: scheduler can record it durably first (write-ahead).
+    on_send: Callable[[], None] = field(default=lambda: None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,9 @@ class Provider:
     mode: ClassVar[Mode] = Mode.SYNC
     kind: ClassVar[str] = ""
 
-    def __init__(self, account: str) -> None:
-        self.account = account
+    def __init__(self, context: ProviderContext) -> None:
+        self.context = context
+        self.account = context.account.name
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} account={self.account!r}>"

@@ -51,22 +51,20 @@ class LocalProvider(Provider):
     mode: ClassVar[Mode] = Mode.SYNC
     kind: ClassVar[str] = "local"
 
-    def __init__(self, account: str = "local") -> None:
-        super().__init__(account)
-        self.calls = 0  #: synthesis calls made through this adapter
-
     async def synthesize(self, request: Request) -> Audio:
         params = request.params
         voice, rate, pitch = str(params["voice"]), params["rate"], params["pitch"]
         assert isinstance(rate, int)
         assert isinstance(pitch, int)
-        self.calls += 1
-        try:
-            speech = await anyio.to_thread.run_sync(
-                lambda: engine().speak(request.text, voice, rate, pitch)
-            )
-        except EspeakError as exc:
-            raise PermanentError(str(exc), account=self.account) from exc
+        async with self.context.limiter.slot():
+            request.on_send()
+            self.context.stats.requests += 1
+            try:
+                speech = await anyio.to_thread.run_sync(
+                    lambda: engine().speak(request.text, voice, rate, pitch)
+                )
+            except EspeakError as exc:
+                raise PermanentError(str(exc), account=self.account) from exc
         buffer = io.BytesIO()
         with wave.open(buffer, "wb") as out:
             out.setnchannels(1)

@@ -1,0 +1,47 @@
+"""What an adapter is given: its account, the account's limiter, where to count and report,
+how to retry, and the account's secrets (read from the environment, registered for redaction).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from runner.events import Events
+from runner.limits import Limiter
+from runner.manifest.model import Account
+from runner.stats import AccountStats
+
+__all__ = ["ProviderContext", "RetryPolicy"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of transient failures at the adapter boundary (exponential backoff, jitter)."""
+
+    attempts: int = 4  #: tries of one call before giving up for this run
+    base_delay: float = 0.5  #: seconds; the backoff window doubles on each retry
+    max_delay: float = 20.0
+
+
+@dataclass
+class ProviderContext:
+    account: Account
+    limiter: Limiter
+    stats: AccountStats
+    events: Events
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    base_urls: tuple[str, ...] = ()  #: overrides the account's (e.g. the sandbox's loopback URLs)
+
+    def secret(self, role: str) -> str:
+        """The value of the environment variable named by the account for `role` ('' if unset)."""
+        name = self.account.credentials.get(role, "")
+        value = self.environ.get(name, "") if name else ""
+        if value:
+            self.events.redact.add(value)
+        return value
+
+    def urls(self, default: str) -> tuple[str, ...]:
+        return self.base_urls or self.account.base_urls or (default,)
