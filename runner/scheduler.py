@@ -37,6 +37,9 @@ __all__ = ["Scheduler", "StopFlag"]
 
 #: Workers for an account whose plan sets no concurrency limit.
 UNLIMITED_WORKERS = 16
+#: Workers beyond an account's concurrency: while its slots are busy with requests, these
+#: verify and store results already received, so the account's slots never wait on our disk.
+SPARE_WORKERS = 1
 #: A result that fails verification is requested again at most this many times in one run.
 VERIFY_ATTEMPTS = 3
 #: An account whose calls keep failing transiently (after the adapter's own retries) this many
@@ -84,7 +87,8 @@ class Scheduler:
         async with anyio.create_task_group() as tg:
             for account, queue in by_account.items():
                 limits = self.providers[account].context.limiter.limits
-                for _ in range(min(limits.concurrent or UNLIMITED_WORKERS, len(queue))):
+                workers = (limits.concurrent or UNLIMITED_WORKERS) + SPARE_WORKERS
+                for _ in range(min(workers, len(queue))):
                     tg.start_soon(self._worker, account, queue)
 
     async def _worker(self, account: str, queue: deque[Segment]) -> None:

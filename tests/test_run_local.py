@@ -101,3 +101,21 @@ def test_minimal_manifest_is_a_complete_manifest(tmp_path: Path) -> None:
     status = json.loads(tts_runner("status", "hello.yaml", "--json", cwd=tmp_path).stdout)
     assert status["counts"]["done"] == 1
     assert sum(status["counts"].values()) == 1
+
+
+def test_a_long_espeak_data_path_is_reached_through_a_short_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import espeakng_loader
+
+    from runner.providers import espeak
+
+    real = Path(espeakng_loader.get_data_path())
+    deep = tmp_path / ("d" * 100) / ("e" * 100)
+    deep.mkdir(parents=True)
+    (deep / "espeak-ng-data").symlink_to(real)
+    monkeypatch.setattr(espeakng_loader, "get_data_path", lambda: str(deep / "espeak-ng-data"))
+    short = espeak._data_path()
+    assert len(short) <= 159 < len(str(deep / "espeak-ng-data"))
+    assert Path(short).resolve() == real.resolve()
+    assert (Path(short) / "phontab").is_file()
