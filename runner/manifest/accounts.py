@@ -15,7 +15,7 @@ from runner.manifest.params import ParamValue
 from runner.manifest.yamlpos import Node
 from runner.plans import DEFAULT_PLAN, KINDS, Limits, effective_limits, plans_for
 
-__all__ = ["CREDENTIALS", "IMPLICIT_LOCAL", "check_accounts"]
+__all__ = ["CREDENTIALS", "IMPLICIT_LOCAL", "account_kinds", "check_accounts"]
 
 #: Per kind: the key naming each credential's environment variable, and its default name.
 CREDENTIALS: Final[dict[str, dict[str, str]]] = {
@@ -66,6 +66,15 @@ def check_accounts(c: Checker, node: Node) -> dict[str, Account]:
     return accounts
 
 
+def account_kinds(node: Node) -> dict[str, str | None]:
+    """Each account name of a `providers:` mapping, with its kind when that is a known kind."""
+    kinds: dict[str, str | None] = {}
+    for name, body in node.value.items() if isinstance(node.value, dict) else ():
+        kind = body.value.get("kind") if isinstance(body.value, dict) else None
+        kinds[name] = kind.value if kind is not None and kind.value in KINDS else None
+    return kinds
+
+
 def _check_account(c: Checker, name: str, node: Node, at: tuple[int, int]) -> Account | None:
     what = f"providers.{name}"
     items = c.mapping(node, what)
@@ -103,8 +112,9 @@ def _check_account(c: Checker, name: str, node: Node, at: tuple[int, int]) -> Ac
             if env is not None and not _ENV.match(env):
                 c.add(
                     items[key],
-                    f"`{what}.{key}` names an environment variable (like INDEX_API_SIGN), "
-                    "not a value; export the secret and put its variable's name here",
+                    f"`{what}.{key}` names an environment variable (like "
+                    f"{CREDENTIALS[kind][key]}), not a value; export the secret and put its "
+                    "variable's name here",
                 )
                 ok = False
             elif env is not None:

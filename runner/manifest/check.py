@@ -11,13 +11,19 @@ from collections.abc import Iterable, Sequence
 from runner.errors import Problem
 from runner.manifest.yamlpos import Node
 
-__all__ = ["Checker", "did_you_mean"]
+__all__ = ["Checker", "closest", "did_you_mean"]
+
+
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to `word`, if one is close enough to be a likely typo."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean `x`?)' when a choice is close to `word`, else ''."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean `{close[0]}`?)" if close else ""
+    close = closest(word, choices)
+    return f" (did you mean `{close}`?)" if close else ""
 
 
 def _show(value: object) -> str:
@@ -144,9 +150,18 @@ class Checker:
                     return value
             else:
                 return value
+        if isinstance(value, str) and any(
+            not isinstance(c, str) and str(c) == value.strip() for c in choices
+        ):
+            # `style: "2"`: the right value, quoted into a string
+            self.add(
+                node, f"`{what}` is the string {_show(value)}; write {value.strip()} without quotes"
+            )
+            return None
         shown = ", ".join(_show(c) for c in choices)
+        must = f"it must be {shown}" if len(choices) == 1 else f"it must be one of {shown}"
         extra = did_you_mean(value, [str(c) for c in choices]) if isinstance(value, str) else ""
-        self.add(node, f"`{what}` is {_show(value)}; it must be one of {shown}{extra}")
+        self.add(node, f"`{what}` is {_show(value)}; {must}{extra}")
         return None
 
 

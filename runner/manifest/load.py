@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from runner.errors import ManifestError, Problem
-from runner.manifest.accounts import IMPLICIT_LOCAL, check_accounts
-from runner.manifest.check import Checker
+from runner.manifest.accounts import IMPLICIT_LOCAL, account_kinds, check_accounts
+from runner.manifest.check import Checker, closest
 from runner.manifest.model import Account, Manifest, Output
 from runner.manifest.texts import check_texts
 from runner.manifest.voices import check_default_keys, check_voices, default_voice_of
@@ -67,9 +67,14 @@ def load_manifest(path: Path, registry: Mapping[str, Account] | None = None) -> 
 def _check_manifest(
     c: Checker, root: Node, path: Path, registry: dict[str, Account]
 ) -> Manifest | None:
-    top = c.mapping(root, "the manifest")
-    if top is None:
+    if not isinstance(root.value, dict):
+        c.add(
+            root,
+            "the manifest must be a mapping of `key: value` lines, starting with `texts:` "
+            f"(e.g. `texts: [{{text: Hello}}]`), not {root.kind}",
+        )
         return None
+    top: dict[str, Node] = root.value
     c.keys(root, "the manifest", TOP_KEYS)
     if "version" in top:
         c.choice(top["version"], "version", (1,))
@@ -78,12 +83,15 @@ def _check_manifest(
         name = c.string(top["name"], "name") or name
     output = _check_output(c, top.get("output"), path.parent, name)
 
-    accounts = {IMPLICIT_LOCAL.name: IMPLICIT_LOCAL, **registry}
-    written = set(registry)  # account names, valid or not (an invalid one is reported once)
+    accounts = dict(registry)
+    # every account name written, valid or not (an invalid one is reported once), with its kind
+    # when that is valid: the voices of an invalid account still get their parameters checked
+    written: dict[str, str | None] = {k: a.kind for k, a in registry.items()}
     if "providers" in top:
         accounts.update(check_accounts(c, top["providers"]))
-        if isinstance(top["providers"].value, dict):
-            written |= set(top["providers"].value)
+        written.update(account_kinds(top["providers"]))
+    if IMPLICIT_LOCAL.name not in written:
+        accounts[IMPLICIT_LOCAL.name] = IMPLICIT_LOCAL
 
     defaults: dict[str, Node] = {}
     if "defaults" in top:
@@ -95,7 +103,8 @@ def _check_manifest(
     default_voice = default_voice_of(c, defaults, voices, voice_names)
 
     if "texts" not in top:
-        c.add(root, "the manifest has no `texts`; add a list such as `texts: [{text: Hello}]`")
+        if not any(closest(key, TOP_KEYS) == "texts" for key in top):  # else: a typo, reported
+            c.add(root, "the manifest has no `texts`; add a list such as `texts: [{text: Hello}]`")
         return None
     texts = check_texts(c, top["texts"], path.parent, voices, voice_names, default_voice)
     if output is None or texts is None or c.problems:

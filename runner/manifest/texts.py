@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from runner.manifest.check import Checker, did_you_mean
+from runner.manifest.check import Checker, closest, did_you_mean
 from runner.manifest.model import Text, Voice
 from runner.manifest.params import ParamValue, check_param
 from runner.manifest.voice_params import PARAMS
@@ -15,6 +15,7 @@ from runner.manifest.yamlpos import Node, read_text_file
 __all__ = ["check_texts"]
 
 TEXT_KEYS = ("id", "title", "text", "file", "glob", "voice")
+_SOURCES = ("text", "file", "glob")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -37,16 +38,18 @@ def check_texts(
     first_seen: dict[str, int] = {}
     for i, item in enumerate(items):
         context = _Item(c, item, f"texts[{i}]", i, base, voices, written, default_voice)
-        for text in context.check():
-            if text.id in first_seen:
+        texts.extend(context.check())
+        # ids are compared even where the rest of an item is invalid, so that every duplicate
+        # is reported in the same pass as the other problems
+        for text_id in context.ids:
+            if text_id in first_seen:
                 c.add(
                     item,
-                    f"duplicate text id `{text.id}` (first used on line {first_seen[text.id]}); "
+                    f"duplicate text id `{text_id}` (first used on line {first_seen[text_id]}); "
                     "ids name the output files, so each must be unique",
                 )
-                continue
-            first_seen[text.id] = item.line
-            texts.append(text)
+            else:
+                first_seen[text_id] = item.line
     return texts
 
 
@@ -64,11 +67,13 @@ class _Item:
     ) -> None:
         self.c, self.node, self.what, self.index, self.base = c, node, what, index, base
         self.voices, self.written, self.default_voice = voices, written, default_voice
+        self.ids: list[str] = []  #: the ids this item names, known even when it is invalid
 
     def check(self) -> list[Text]:
         c, node, what = self.c, self.node, self.what
         implicit_id = f"text-{self.index + 1}"
         if isinstance(node.value, str):  # shorthand: `- Some words to speak.`
+            self.ids.append(implicit_id)
             voice = self._voice(None)
             body = c.string(node, what)
             if voice is None or body is None:
@@ -78,12 +83,14 @@ class _Item:
         if spec is None:
             return []
         voice = self._voice(spec.get("voice"))
-        self._check_keys(spec, voice)
+        suggested = self._check_keys(spec, voice)
         params = self._params(spec, voice) if voice is not None else None
         sources = [k for k in ("text", "file", "glob") if k in spec]
-        if len(sources) != 1:
+        typo = not sources and any(k in _SOURCES for k in suggested)  # `txt:` is reported
+        if len(sources) != 1 and not typo:
             shown = " and ".join(f"`{k}`" for k in sources) if sources else "none"
             c.add(node, f"`{what}` needs exactly one of `text`, `file` or `glob` (has {shown})")
+        if len(sources) != 1:
             return []
         if sources[0] == "glob":
             found = self._glob(spec)
@@ -91,6 +98,8 @@ class _Item:
                 return []
             return [Text(i, t, b, voice.name, params, p) for i, t, b, p in found]
         text_id = self._id(spec["id"], f"{what}.id") if "id" in spec else implicit_id
+        if text_id is not None:
+            self.ids.append(text_id)
         title = c.string(spec["title"], f"{what}.title") if "title" in spec else text_id
         if sources[0] == "text":
             body, source = c.string(spec["text"], f"{what}.text"), None
@@ -118,16 +127,18 @@ class _Item:
         if name not in voices:
             c.add(
                 node,
-                f"`{self.what}.voice`: no voice named `{name}`{did_you_mean(name, voices)}; "
+                f"`{self.what}.voice`: no voice named `{name}`{did_you_mean(name, self.written)}; "
                 f"voices: {', '.join(sorted(self.written)) or '(none defined)'}",
             )
             return None
         return voices[name]
 
-    def _check_keys(self, spec: dict[str, Node], voice: Voice | None) -> None:
+    def _check_keys(self, spec: dict[str, Node], voice: Voice | None) -> set[str]:
+        """Reports unknown keys; returns the known keys suggested for them."""
         known = list(TEXT_KEYS)
         if voice is not None:
             known += PARAMS[voice.kind]
+        suggested: set[str] = set()
         for key in spec:
             if key in known:
                 continue
@@ -143,6 +154,10 @@ class _Item:
                 f"unknown key `{key}` in `{self.what}`{did_you_mean(key, known)}; "
                 f"a text takes {', '.join(f'`{k}`' for k in TEXT_KEYS)}{extra}",
             )
+            close = closest(key, known)
+            if close is not None:
+                suggested.add(close)
+        return suggested
 
     def _params(self, spec: dict[str, Node], voice: Voice) -> dict[str, ParamValue] | None:
         specs = PARAMS[voice.kind]
@@ -165,10 +180,12 @@ class _Item:
     def _id(self, node: Node, what: str) -> str | None:
         text_id = self.c.string(node, what)
         if text_id is not None and not _ID.match(text_id):
+            safe = _UNSAFE.sub("-", text_id).strip("-._")[:100]
             self.c.add(
                 node,
                 f"`{what}` is {text_id!r}; an id names output files, so use letters, digits, "
-                "`.`, `_` and `-` (starting with a letter or digit, at most 100)",
+                "`.`, `_` and `-` (starting with a letter or digit, at most 100)"
+                + (f", e.g. `{safe}`" if safe else ""),
             )
             return None
         return text_id
@@ -221,6 +238,7 @@ class _Item:
         for path in matches:
             body, source = self._read(Node(str(path), at.line, at.column), f"{what}.glob")
             text_id = _UNSAFE.sub("-", path.stem).strip("-._") or f"text-{len(found) + 1}"
+            self.ids.append(text_id)
             if body is not None:
                 found.append((text_id, path.stem, body, source))
         return found

@@ -174,7 +174,11 @@ def _voxcpm(p: Mapping[str, ParamValue]) -> Found:
         found.append(("reference_text", "`reference_text` describes `reference_audio`; set both"))
     if "reference_text" in p and "prompt" in p:
         found.append(
-            ("prompt", "with `reference_audio` + `reference_text` the API needs `prompt` empty")
+            (
+                "prompt",
+                "with `reference_audio` + `reference_text` (ultimate clone) the API takes no "
+                "`prompt`; remove `prompt` or `reference_text`",
+            )
         )
     return found
 

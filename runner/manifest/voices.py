@@ -37,12 +37,15 @@ def check_voices(
     c: Checker,
     node: Node | None,
     accounts: dict[str, Account],
-    written: set[str],
+    written: Mapping[str, str | None],
     defaults: dict[str, Node],
     base: Path,
 ) -> tuple[dict[str, Voice], set[str]]:
-    """The valid voices, and the names of all voices written (valid or not)."""
-    declared = written - {"local"}
+    """The valid voices, and the names of all voices written (valid or not).
+
+    `written` maps every account name written to its kind, None when the kind is invalid.
+    """
+    declared = set(written) - {"local"}
     if node is None:
         params = _apply_defaults(c, "local", {}, defaults, base) or {}
         if "voice" not in params:
@@ -57,9 +60,7 @@ def check_voices(
             continue
         if "provider" in spec:
             account = c.string(spec["provider"], f"{what}.provider")
-            if account in written and account not in accounts:
-                continue  # the account's own problems are reported where it is defined
-            if account is not None and account not in accounts:
+            if account is not None and account not in accounts and account not in written:
                 known = ", ".join(sorted(accounts))
                 c.add(
                     spec["provider"],
@@ -76,7 +77,9 @@ def check_voices(
             continue
         if account is None:
             continue
-        kind = accounts[account].kind
+        kind = accounts[account].kind if account in accounts else written[account]
+        if kind is None:
+            continue  # the account's own problems are reported where it is defined
         own = {k: v for k, v in spec.items() if k != "provider"}
         checked = _check_params(c, body, what, kind, own, base)
         merged = _apply_defaults(c, kind, checked or {}, defaults, base)
@@ -84,7 +87,7 @@ def check_voices(
             continue
         if kind == "local" and "voice" not in merged:
             merged.setdefault("language", "auto")
-        if check_combination(c, body, what, kind, merged):
+        if check_combination(c, body, what, kind, merged) and account in accounts:
             voices[name] = Voice(name, account, kind, merged)
     return voices, set(items or {})
 
@@ -100,7 +103,7 @@ def _check_params(
         if key not in specs:
             c.add(
                 c.key_at(node, key),
-                f"unknown parameter `{key}` in {what} for provider kind {kind}"
+                f"unknown parameter `{key}` in `{what}` for provider kind {kind}"
                 f"{did_you_mean(key, specs)}; {kind} takes: {', '.join(sorted(specs))}",
             )
             ok = False
@@ -122,7 +125,7 @@ def check_combination(
         found += _local_voice_problems(params)
     for name, message in found:
         where = node.key_positions.get(name, (node.line, node.column)) if name else node
-        c.add(where, f"{what}: {message}")
+        c.add(where, f"`{what}`: {message}")
     return not found
 
 
@@ -167,13 +170,12 @@ def default_voice_of(
 ) -> str | None:
     if "voice" in defaults:
         name = c.string(defaults["voice"], "defaults.voice")
-        if name is not None and name not in voices:
-            if name not in written:  # an invalid voice is reported where it is defined
-                c.add(
-                    defaults["voice"],
-                    f"`defaults.voice`: no voice named `{name}`{did_you_mean(name, written)}; "
-                    f"voices: {', '.join(sorted(written)) or '(none defined)'}",
-                )
-            return None
-        return name
+        # an invalid voice is reported where it is defined
+        if name is not None and name not in voices and name not in written:
+            c.add(
+                defaults["voice"],
+                f"`defaults.voice`: no voice named `{name}`{did_you_mean(name, written)}; "
+                f"voices: {', '.join(sorted(written)) or '(none defined)'}",
+            )
+        return name  # when it is not valid, its texts are not checked against it a second time
     return next(iter(voices)) if len(voices) == 1 else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import yaml
 
@@ -55,6 +56,47 @@ def _problem_at(file: str, mark: yaml.Mark | None, message: str) -> Problem:
     return Problem(file, mark.line + 1, mark.column + 1, message)
 
 
+#: PyYAML's terse complaints, each with the likely mistake and its fix (the first match wins).
+_HINTS: Final = (
+    ("'\\t'", "; YAML indents with spaces: replace the tab with spaces"),
+    (
+        "mapping values are not allowed here",
+        "; either this line is indented deeper than the line above it, or a value contains "
+        "`: ` and must be quoted",
+    ),
+    (
+        "expected <block end>, but found '<scalar>'",
+        "; a quoted value ends at its closing quote: check for a missing or an extra quote on "
+        "this line or the one above (inside '...', write a quote as '')",
+    ),
+    (
+        "expected <block end>",
+        "; check the indentation: the items of one list or mapping must start in the same column",
+    ),
+    (
+        "escape",
+        "; inside double quotes a backslash starts an escape: use single quotes, or / in paths",
+    ),
+)
+
+
+def _syntax_problem(file: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
+    what = exc.problem or "is not valid YAML"
+    start = exc.context_mark
+    if exc.context == "while scanning a quoted scalar" and start is not None:
+        # (the context of an unclosed quote only; bad escapes come "while scanning a
+        # double-quoted scalar") PyYAML notices at the end of the file or document, but the place
+        # to fix is the opening quote
+        quote = text[start.index] if start.index < len(text) else '"'
+        return _problem_at(
+            file,
+            start,
+            f"YAML syntax error: the string quoted here is never closed; add the closing {quote}",
+        )
+    hint = next((h for pattern, h in _HINTS if pattern in what), "")
+    return _problem_at(file, exc.problem_mark, f"YAML syntax error: {what}{hint}")
+
+
 def parse_yaml(text: str, file: str) -> tuple[Node | None, list[Problem]]:
     """Parse one YAML document. Returns (root or None, problems)."""
     loader = yaml.SafeLoader(text)
@@ -62,8 +104,7 @@ def parse_yaml(text: str, file: str) -> tuple[Node | None, list[Problem]]:
         try:
             root = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
-            what = exc.problem or "is not valid YAML"
-            return None, [_problem_at(file, exc.problem_mark, f"YAML syntax error: {what}")]
+            return None, [_syntax_problem(file, text, exc)]
         except yaml.YAMLError as exc:
             return None, [Problem(file, 0, 0, f"YAML error: {exc}")]
         if root is None:
