@@ -127,9 +127,10 @@ class Scheduler:
 
     def _request(self, segment: Segment) -> Request:
         request_id = f"{segment.key[:24]}-{int(time.time() * 1000):x}"
+        durable = self.providers[segment.account].paid
 
         def on_send() -> None:
-            self.store.begin_submit(segment.key, request_id)
+            self.store.begin_submit(segment.key, request_id, durable)
             self.events.emit("request", key=segment.key, account=segment.account)
 
         return Request(segment.key, segment.text, segment.params, request_id, on_send)

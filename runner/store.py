@@ -247,9 +247,9 @@ class Store:
                 (*values.values(), time.time(), key),
             )
 
-    def begin_submit(self, key: str, request_id: str) -> None:
-        """Durably record that a request for `key` is about to leave."""
-        with self._transaction(durable=True) as db:
+    def begin_submit(self, key: str, request_id: str, durable: bool = True) -> None:
+        """Record that a request for `key` is about to leave; durably when it will be paid."""
+        with self._transaction(durable=durable) as db:
             db.execute(
                 "UPDATE segments SET state = 'submitting', request_id = ?, attempts = attempts + 1,"
                 " submitted_at = ?, reason = NULL, updated_at = ? WHERE key = ?",

@@ -76,6 +76,8 @@ class Provider:
 
     mode: ClassVar[Mode] = Mode.SYNC
     kind: ClassVar[str] = ""
+    #: Whether requests cost money: their write-ahead record is then fsynced before they leave.
+    paid: ClassVar[bool] = True
 
     def __init__(self, context: ProviderContext) -> None:
         self.context = context

@@ -50,6 +50,7 @@ def resolve_params(params: Mapping[str, ParamValue], text: str) -> dict[str, Par
 class LocalProvider(Provider):
     mode: ClassVar[Mode] = Mode.SYNC
     kind: ClassVar[str] = "local"
+    paid: ClassVar[bool] = False
 
     async def synthesize(self, request: Request) -> Audio:
         params = request.params
