@@ -1,0 +1,3 @@
+"""The TTS.ai emulator: `app` (shapes, auth, plan headers), `speech`, `listen`, `catalog`."""
+
+from __future__ import annotations

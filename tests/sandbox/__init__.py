@@ -1,0 +1,1 @@
+"""Contract tests of the sandbox emulators, over real loopback HTTP."""
