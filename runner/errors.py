@@ -3,6 +3,7 @@
 ```
 RunnerError
 ├── UsageError                  bad command line                              exit 2
+│   └── Unsupported             the provider's API has no such operation
 ├── ManifestError               one or more manifest problems, all listed      exit 2
 ├── StateError                  the state directory cannot be used
 │   ├── StateLocked             another run holds the lock                     exit 4
@@ -48,6 +49,7 @@ __all__ = [
     "StateTooNew",
     "TransientError",
     "Unauthorized",
+    "Unsupported",
     "UsageError",
 ]
 
@@ -58,6 +60,10 @@ class RunnerError(Exception):
 
 class UsageError(RunnerError):
     """The command line asks for something that cannot be done."""
+
+
+class Unsupported(UsageError):
+    """The provider's API offers no such operation."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from runner.plan import Chapter, Plan, Segment, expand
 from runner.providers import ProviderContext, create_provider, missing_credentials
 from runner.providers.base import Provider
 from runner.providers.context import RetryPolicy
+from runner.rehearsal import rehearsal
 from runner.scheduler import Scheduler, StopFlag
 from runner.stats import RunStats
 from runner.store import ChapterRow, SegmentRow, SegmentState, Store
@@ -110,32 +112,7 @@ async def _run_locked(
         recovered=stats.recovered,
     )
     stop = StopFlag()
-    providers: dict[str, Provider] = {}
-    for name in accounts:
-        account = manifest.accounts[name]
-        context = ProviderContext(
-            account=account,
-            limiter=Limiter(account.limits),
-            stats=stats.account(name),
-            events=events,
-            retry=options.retry,
-            environ=os.environ if options.environ is None else options.environ,
-        )
-        providers[name] = create_provider(context)
-    scheduler = Scheduler(
-        store=store, cache=cache, providers=providers, events=events, stats=stats, stop=stop
-    )
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
-            if options.deadline is not None:
-                tg.start_soon(_deadline, stop, options.deadline)
-            await scheduler.run(todo)
-            tg.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            for provider in providers.values():
-                await provider.aclose()
+    await _schedule(manifest, todo, options, events, store, cache, stats, stop)
     result = RunResult(exit_code=0, stats=stats, stopped=stop.reason)
     await _assemble(manifest, plan, store, directory, events, result)
     rows = store.rows(unique)
@@ -150,6 +127,49 @@ async def _run_locked(
         result.exit_code = EXIT["failed"]
     result.elapsed = time.monotonic() - started
     return result
+
+
+async def _schedule(
+    manifest: Manifest,
+    todo: list[Segment],
+    options: RunOptions,
+    events: Events,
+    store: Store,
+    cache: Cache,
+    stats: RunStats,
+    stop: StopFlag,
+) -> None:
+    """Drive `todo` through the accounts' adapters until done or stopped."""
+    accounts = [manifest.accounts[name] for name in sorted({s.account for s in todo})]
+    environ: Mapping[str, str] = os.environ if options.environ is None else options.environ
+    async with AsyncExitStack() as stack:
+        base_urls: Mapping[str, tuple[str, ...]] = {}
+        if options.sandbox:
+            rehearsed = await stack.enter_async_context(rehearsal(accounts))
+            base_urls, environ = rehearsed.base_urls, rehearsed.environ
+        providers: dict[str, Provider] = {}
+        for account in accounts:
+            context = ProviderContext(
+                account=account,
+                limiter=Limiter(account.limits),
+                stats=stats.account(account.name),
+                events=events,
+                retry=options.retry,
+                environ=environ,
+                base_urls=base_urls.get(account.name, ()),
+            )
+            provider = create_provider(context)
+            stack.push_async_callback(_shielded, provider.aclose)
+            providers[account.name] = provider
+        scheduler = Scheduler(
+            store=store, cache=cache, providers=providers, events=events, stats=stats, stop=stop
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
+            if options.deadline is not None:
+                tg.start_soon(_deadline, stop, options.deadline)
+            await scheduler.run(todo)
+            tg.cancel_scope.cancel()
 
 
 async def _todo(
@@ -218,6 +238,11 @@ async def _assemble(
         result.chapters_complete += 1
         index.append((chapter, previous))
     result.index = await anyio.to_thread.run_sync(write_index, manifest, index)
+
+
+async def _shielded(close: Callable[[], Awaitable[None]]) -> None:
+    with anyio.CancelScope(shield=True):
+        await close()
 
 
 async def _watch_signals(stop: StopFlag, scope: anyio.CancelScope) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from rich.console import Console
 
 from runner.cli.options import duration
 from runner.cli.progress import ProgressBar
+from runner.errors import UsageError
 from runner.events import Events, JsonLines, Sink
 from runner.manifest import Manifest, load_manifests
 from runner.run import RunOptions, RunResult, run_manifest
@@ -52,13 +56,50 @@ def add_commands(commands: Any) -> None:
         action="store_true",
         help="request segments that failed in earlier runs again",
     )
+    run.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="rehearse against in-process emulators of every provider API: no keys needed, "
+        "nothing spent; state kept apart in .tts-runner-sandbox",
+    )
     run.set_defaults(handler=cmd_run)
+
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="serve emulators of every provider API on loopback; prints their URLs as JSON",
+        description="Serve strict emulators of every provider API on 127.0.0.1 until "
+        "interrupted. The first line on stdout is a JSON object of base URLs (plus `admin`: "
+        "ledger, deviations, clock and faults).",
+    )
+    sandbox.add_argument("--config", type=Path, metavar="FILE", help="sandbox configuration YAML")
+    sandbox.set_defaults(handler=cmd_sandbox)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from runner.rehearsal import speak
+    from runner.sandbox import SandboxConfig, serve
+    from runner.sandbox.config import ConfigError
+
+    try:
+        config = SandboxConfig.from_yaml(args.config) if args.config else SandboxConfig()
+    except (ConfigError, OSError) as exc:
+        raise UsageError(f"sandbox config {args.config}: {exc}") from exc
+
+    def announce(urls: dict[str, object]) -> None:
+        print(json.dumps(urls), flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(functools.partial(serve, config, announce, speak=speak))
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     manifests = load_manifests(args.manifests)
     options = RunOptions(
-        state_dir=args.state, deadline=args.deadline, retry_failed=args.retry_failed
+        state_dir=args.state,
+        deadline=args.deadline,
+        retry_failed=args.retry_failed,
+        sandbox=args.sandbox,
     )
     json_log = args.json_log or not sys.stderr.isatty()
     sink: Sink = JsonLines(sys.stderr) if json_log else ProgressBar(Console(stderr=True))

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping, Sequence
 
 from runner.manifest.model import Account
 from runner.providers.base import Provider
 from runner.providers.context import ProviderContext
-from runner.providers.local import LocalProvider
 
-__all__ = ["ADAPTERS", "ProviderContext", "create_provider", "missing_credentials"]
+__all__ = [
+    "ADAPTERS",
+    "ProviderContext",
+    "adapter_class",
+    "create_provider",
+    "missing_credentials",
+]
 
 
 def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -31,9 +37,25 @@ def missing_credentials(
     ]
 
 
-ADAPTERS: dict[str, type[Provider]] = {"local": LocalProvider}
+#: Provider kind → "module:class" of its adapter (imported when first used).
+ADAPTERS: dict[str, str] = {
+    "local": "runner.providers.local:LocalProvider",
+    "indextts": "runner.providers.indextts:IndexTTSProvider",
+    "voxcpm": "runner.providers.voxcpm:VoxCPMProvider",
+    "fish_yuntts": "runner.providers.fish_yuntts:FishYunTTSProvider",
+    "fishaudio_net": "runner.providers.fishaudio_net:FishAudioNetProvider",
+    "ttsai": "runner.providers.ttsai:TTSAIProvider",
+}
+
+
+def adapter_class(kind: str) -> type[Provider]:
+    module, _, name = ADAPTERS[kind].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise TypeError(f"{ADAPTERS[kind]} is not a Provider")
+    return cls
 
 
 def create_provider(context: ProviderContext) -> Provider:
     """The adapter for the context's account."""
-    return ADAPTERS[context.account.kind](context)
+    return adapter_class(context.account.kind)(context)

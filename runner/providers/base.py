@@ -14,15 +14,28 @@ TASK:  submit(request) ─▶ Submission(task_id) ─▶ poll(task_id) ─▶ Ta
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import ClassVar
 
+from runner.errors import Unsupported
 from runner.manifest.params import ParamValue
+from runner.plans import PlanPreset
 from runner.providers.context import ProviderContext
 
-__all__ = ["Audio", "Mode", "Provider", "Request", "Submission", "TaskState", "TaskStatus"]
+__all__ = [
+    "Audio",
+    "Mode",
+    "Provider",
+    "Quota",
+    "Request",
+    "Submission",
+    "TaskState",
+    "TaskStatus",
+    "VoiceModel",
+]
 
 
 class Mode(enum.StrEnum):
@@ -71,6 +84,23 @@ class TaskStatus:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class VoiceModel:
+    """A voice model (or reference) that lives at the provider."""
+
+    id: str
+    name: str
+    details: Mapping[str, object] = field(default_factory=dict)  #: as the provider describes it
+
+
+@dataclass(frozen=True)
+class Quota:
+    remaining: float | None
+    used: float | None
+    unit: str  #: characters, credits, yuan...
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
 class Provider:
     """Base of every adapter. Subclasses implement the methods of their `mode`."""
 
@@ -111,3 +141,26 @@ class Provider:
 
     async def download(self, url: str) -> Audio:
         raise NotImplementedError(f"{self.kind} has no tasks")
+
+    # -- account management (the `voices` and `quota` commands); not every API has them ------
+
+    async def list_voices(self) -> list[VoiceModel]:
+        raise Unsupported(f"{self.kind} has no API to list voice models")
+
+    async def create_voice(
+        self, name: str, audio: Sequence[Path], *, describe: str = "", texts: Sequence[str] = ()
+    ) -> VoiceModel:
+        raise Unsupported(f"{self.kind} has no API to create voice models")
+
+    async def delete_voice(self, voice_id: str) -> None:
+        raise Unsupported(f"{self.kind} has no API to delete voice models")
+
+    async def quota(self) -> Quota:
+        raise Unsupported(f"{self.kind} does not report remaining credit through its API")
+
+    @classmethod
+    def estimate_cost(
+        cls, text: str, params: Mapping[str, ParamValue], preset: PlanPreset
+    ) -> float:
+        """What synthesising `text` should cost, in `preset.price_unit`, before asking."""
+        return len(text) / 1000 * preset.price_per_1k_chars
