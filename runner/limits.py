@@ -1,34 +1,55 @@
 """Per-account pacing: at most N request starts in ANY window of T seconds, at most C in flight.
 
-NOTE: the rate rule is a sliding-window log (the exact form of a sliding-window rate limiter;
-see e.g. "Rate limiting" in Kleppmann's and Cloudflare's write-ups, or the GCRA equivalence in
-aiometer's docs). We remember the times of the last N starts; a new start may happen at `t`
-only when `t >= starts[-N] + T + margin`. By induction no window of length T ever holds more
-than N starts, whatever the arrival pattern — unlike a fixed-window or token-bucket limiter
-(aiolimiter), which lets 2N through around a window edge. Under saturation it starts N every
-T + margin, so it reaches N / (T + margin) of the plan; `margin` absorbs the jitter between
-our clock and the server's.
+NOTE: the rate rule is a sliding-window log, the exact form of a sliding-window rate limiter
+(see Cloudflare's "How we built rate limiting capable of scaling to millions of domains", and
+the GCRA discussion in aiometer's documentation). We remember the times of the last N starts;
+a new start may happen at `t` only when `t >= starts[-N] + T + margin`. By induction no window
+of length T ever holds more than N starts, whatever the arrival pattern — unlike a
+fixed-window or token-bucket limiter (aiolimiter), which lets up to 2N through around a window
+edge. Under saturation it starts N every T + margin, i.e. N / (T + margin) of the plan;
+`margin` absorbs the jitter between our clock and the server's.
 
-Concurrency is a FIFO semaphore taken before the window check, so a start recorded here is a
-request that really leaves now. Waiters are served strictly in arrival order.
+Who goes next: waiters are ordered by priority, then arrival. Only the first in that order
+waits for the window and for a free slot; a better waiter arriving meanwhile takes its place at
+once (downloads of expiring results before polls, polls before new work). A start is recorded
+when the request really leaves, after its concurrency slot is taken.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import anyio
 
 from runner.plans import Limits
 
-__all__ = ["Limiter"]
+__all__ = ["POLL", "WORK", "Limiter", "Priority", "download_priority"]
+
+#: (class, key): lower is served first. Downloads by their URL's expiry, then polls, then work.
+Priority = tuple[int, float]
+WORK: Priority = (2, 0.0)
+POLL: Priority = (1, 0.0)
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+def download_priority(expires_at: float) -> Priority:
+    return (0, expires_at)
+
+
+@dataclass(order=True)
+class _Waiter:
+    priority: Priority
+    seq: int
+    event: anyio.Event = field(default_factory=anyio.Event, compare=False)
 
 
 class Limiter:
@@ -48,9 +69,9 @@ class Limiter:
         # Default margin: 0.2 % of the window (at least 1 ms), within the 0.5 % efficiency budget.
         self.margin = margin if margin is not None else max(0.001, self._t * 0.002)
         self._starts: deque[float] = deque(maxlen=self._n or 1)
-        self._order = anyio.Lock()
-        capacity = limits.concurrent or math.inf
-        self._slots = anyio.CapacityLimiter(capacity) if capacity != math.inf else None
+        self._capacity = limits.concurrent or math.inf
+        self._waiting: list[_Waiter] = []
+        self._seq = itertools.count()
         self._paused_until = 0.0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -65,6 +86,7 @@ class Limiter:
     def pause_until(self, when: float) -> None:
         """No start before `when` (on this limiter's clock): the server asked us to wait."""
         self._paused_until = max(self._paused_until, when)
+        self._wake_first()
 
     def remember(self, starts: list[float]) -> None:
         """Seed the window with starts made earlier (e.g. by a previous run), oldest first."""
@@ -82,27 +104,59 @@ class Limiter:
         return ready
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one request slot: waits for its turn, concurrency and the window."""
-        token = object()
-        async with self._order:
-            if self._slots is not None:
-                await self._slots.acquire_on_behalf_of(token)
-            try:
-                while (wait := self.next_start() - self._clock()) > 0:
-                    await self._sleep(wait)
-            except BaseException:
-                if self._slots is not None:
-                    self._slots.release_on_behalf_of(token)
-                raise
-            if self._n is not None:
-                self._starts.append(self._clock())
-            self.started += 1
+    async def slot(self, priority: Priority = WORK) -> AsyncIterator[None]:
+        """Hold one request slot: waits for its turn, a free slot and the window."""
+        me = _Waiter(priority, next(self._seq))
+        previous = self._waiting[0] if self._waiting else None
+        heapq.heappush(self._waiting, me)
+        if previous is not None and self._waiting[0] is me:
+            previous.event.set()  # displaced: it must stop waiting for the window
+        try:
+            await self._await_turn(me)
+        except BaseException:
+            self._waiting.remove(me)
+            heapq.heapify(self._waiting)
+            self._wake_first()
+            raise
+        heapq.heappop(self._waiting)
+        if self._n is not None:
+            self._starts.append(self._clock())
+        self.started += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self._wake_first()
         try:
             yield
         finally:
             self.in_flight -= 1
-            if self._slots is not None:
-                self._slots.release_on_behalf_of(token)
+            self._wake_first()  # a slot is free
+
+    async def _await_turn(self, me: _Waiter) -> None:
+        while True:
+            if self._waiting[0] is me and self.in_flight < self._capacity:
+                wait = self.next_start() - self._clock()
+                if wait <= 0:
+                    return
+                await self._wait(me, wait)
+            else:
+                await me.event.wait()
+            me.event = anyio.Event()
+
+    async def _wait(self, me: _Waiter, seconds: float) -> None:
+        """Sleep `seconds` on our clock, or less if woken (displaced, or the window moved)."""
+        async with anyio.create_task_group() as tg:
+
+            async def timer() -> None:
+                await self._sleep(seconds)
+                tg.cancel_scope.cancel()
+
+            async def woken() -> None:
+                await me.event.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(timer)
+            tg.start_soon(woken)
+
+    def _wake_first(self) -> None:
+        if self._waiting:
+            self._waiting[0].event.set()

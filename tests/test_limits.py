@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.limits import Limiter
+from runner.limits import POLL, WORK, Limiter, Priority, download_priority
 from runner.plans import Limits
 
 
@@ -137,7 +137,7 @@ async def test_no_window_exceeds_the_plan_and_concurrency_holds(
 @pytest.mark.anyio
 @pytest.mark.parametrize(("requests", "per_seconds"), [(60, 60.0), (300, 60.0), (10, 2.0)])
 async def test_saturation_reaches_the_plan(requests: int, per_seconds: float) -> None:
-    windows = 10
+    windows = 4
     spy = await _simulate(
         Limits(requests=requests, per_seconds=per_seconds),
         [(0.0, 0.0)] * (requests * windows + 1),
@@ -205,3 +205,32 @@ async def test_remembered_history_prevents_a_burst_after_a_previous_run() -> Non
 def test_repr_names_the_limits() -> None:
     limiter = Limiter(Limits(requests=60, per_seconds=60.0, concurrent=5))
     assert repr(limiter) == "<Limiter requests=60 per=60.0s concurrent=5 in_flight=0>"
+
+
+@pytest.mark.anyio
+async def test_downloads_by_expiry_then_polls_then_new_work() -> None:
+    clock = VirtualClock()
+    limiter = Limiter(Limits(requests=1, per_seconds=1.0), clock=clock, sleep=clock.sleep, margin=0)
+    served: list[str] = []
+    done = anyio.Event()
+
+    async def one(name: str, priority: Priority) -> None:
+        async with limiter.slot(priority):
+            served.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(clock.drive, done)
+        async with anyio.create_task_group() as inner:
+            inner.start_soon(one, "first", WORK)  # takes the window's only start
+            await clock.sleep(0)
+            for name, priority in [
+                ("submit-a", WORK),
+                ("poll", POLL),
+                ("download-late", download_priority(2000.0)),
+                ("submit-b", WORK),
+                ("download-soon", download_priority(1000.0)),
+            ]:
+                inner.start_soon(one, name, priority)
+                await clock.sleep(0)  # let it queue before the next one arrives
+        done.set()
+    assert served == ["first", "download-soon", "download-late", "poll", "submit-a", "submit-b"]
