@@ -16,6 +16,8 @@ RunnerError
     │   │                       connections, truncated bodies, a model still loading
     │   └── CorruptResult       the body arrived but is not valid, plausible audio
     ├── RateLimited             the account must slow down; carries `retry_after`
+    ├── ResultExpired           a finished result can no longer be downloaded
+    ├── SubmitAmbiguous         a create request may have made a paid task we cannot find yet
     ├── AccountUnusable         stop this account, keep the others going
     │   ├── OutOfCredit         no credit, balance or quota left
     │   └── Unauthorized        the credentials were refused
@@ -42,11 +44,13 @@ __all__ = [
     "Problem",
     "ProviderError",
     "RateLimited",
+    "ResultExpired",
     "RunnerError",
     "StateCorrupt",
     "StateError",
     "StateLocked",
     "StateTooNew",
+    "SubmitAmbiguous",
     "TransientError",
     "Unauthorized",
     "Unsupported",
@@ -148,6 +152,15 @@ class RateLimited(ProviderError):
     ) -> None:
         super().__init__(message, account=account, status=status)
         self.retry_after = retry_after
+
+
+class ResultExpired(ProviderError):
+    """A paid result is gone (its URL expired); the segment must be requested again."""
+
+
+class SubmitAmbiguous(ProviderError):
+    """A create request left and failed, and the provider's task list could not be checked:
+    the segment stays `submitting` and is reconciled by a later run, never sent blindly again."""
 
 
 class AccountUnusable(ProviderError):

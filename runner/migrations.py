@@ -65,6 +65,20 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         detail  TEXT
     );
     """,
+    # 1 → 2: things the runner created at a provider (voice models, emotion references), by
+    # the content hash of the audio they were made from, so they are created once and reused.
+    """
+    CREATE TABLE assets (
+        account      TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        remote_id    TEXT NOT NULL,
+        created_at   REAL NOT NULL,
+        expires_at   REAL,
+        last_used_at REAL NOT NULL,
+        PRIMARY KEY (account, kind, sha256)
+    );
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -23,20 +23,23 @@ from runner.assemble import (
     output_path,
     write_index,
 )
-from runner.cache import Cache, Cached
+from runner.cache import Cache
 from runner.errors import UsageError
 from runner.events import Events
 from runner.limits import Limiter
 from runner.lock import RunLock
 from runner.manifest.model import Manifest
-from runner.plan import Chapter, Plan, Segment, expand
+from runner.outcomes import Outcomes
+from runner.plan import Chapter, Plan, expand
 from runner.providers import ProviderContext, create_provider, missing_credentials
 from runner.providers.base import Provider
 from runner.providers.context import RetryPolicy
 from runner.rehearsal import rehearsal
-from runner.scheduler import Scheduler, StopFlag
+from runner.resume import work_left
+from runner.scheduler import Scheduler, StopFlag, Work
 from runner.stats import RunStats
-from runner.store import ChapterRow, SegmentRow, SegmentState, Store
+from runner.store import ChapterRow, SegmentState, Store
+from runner.task_lane import TaskPolicy
 
 __all__ = ["EXIT", "RunOptions", "RunResult", "run_manifest", "state_dir_for"]
 
@@ -50,6 +53,7 @@ class RunOptions:
     sandbox: bool = False
     retry_failed: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    task_policy: TaskPolicy = field(default_factory=TaskPolicy)
     environ: Mapping[str, str] | None = None  #: where credentials are read; os.environ if None
 
 
@@ -96,8 +100,10 @@ async def _run_locked(
     store.add_segments(unique.values())
     cache = Cache(directory / "cache")
     stats = RunStats()
-    todo = await _todo(store, cache, unique, options, stats)
-    accounts = {s.account for s in todo}
+    if options.retry_failed:
+        store.retry_failed(unique)
+    todo = await work_left(store, cache, unique, stats, events)
+    accounts = {segment.account for segment, _ in todo}
     if not options.sandbox:
         missing = missing_credentials([manifest.accounts[a] for a in accounts], options.environ)
         if missing:
@@ -107,7 +113,7 @@ async def _run_locked(
         manifest=str(manifest.path),
         segments=len(unique),
         todo=len(todo),
-        todo_chars=sum(s.chars for s in todo),
+        todo_chars=sum(segment.chars for segment, _ in todo),
         cached=stats.cached,
         recovered=stats.recovered,
     )
@@ -131,7 +137,7 @@ async def _run_locked(
 
 async def _schedule(
     manifest: Manifest,
-    todo: list[Segment],
+    todo: list[Work],
     options: RunOptions,
     events: Events,
     store: Store,
@@ -140,7 +146,7 @@ async def _schedule(
     stop: StopFlag,
 ) -> None:
     """Drive `todo` through the accounts' adapters until done or stopped."""
-    accounts = [manifest.accounts[name] for name in sorted({s.account for s in todo})]
+    accounts = [manifest.accounts[name] for name in sorted({s.account for s, _ in todo})]
     environ: Mapping[str, str] = os.environ if options.environ is None else options.environ
     async with AsyncExitStack() as stack:
         base_urls: Mapping[str, tuple[str, ...]] = {}
@@ -157,12 +163,14 @@ async def _schedule(
                 retry=options.retry,
                 environ=environ,
                 base_urls=base_urls.get(account.name, ()),
+                store=store,
             )
             provider = create_provider(context)
             stack.push_async_callback(_shielded, provider.aclose)
             providers[account.name] = provider
+        outcomes = Outcomes(store, cache, events, stats)
         scheduler = Scheduler(
-            store=store, cache=cache, providers=providers, events=events, stats=stats, stop=stop
+            outcomes=outcomes, providers=providers, stop=stop, task_policy=options.task_policy
         )
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop, tg.cancel_scope)
@@ -170,47 +178,6 @@ async def _schedule(
                 tg.start_soon(_deadline, stop, options.deadline)
             await scheduler.run(todo)
             tg.cancel_scope.cancel()
-
-
-async def _todo(
-    store: Store,
-    cache: Cache,
-    unique: Mapping[str, Segment],
-    options: RunOptions,
-    stats: RunStats,
-) -> list[Segment]:
-    """The segments this run must request, in plan order; done and cached ones are skipped."""
-    if options.retry_failed:
-        store.retry_failed(unique)
-    rows = store.rows(unique)
-    todo: list[Segment] = []
-    for key, segment in unique.items():
-        row = rows[key]
-        if row.state == SegmentState.DONE and row.path and (store.directory / row.path).is_file():
-            stats.cached += 1
-            continue
-        if row.state == SegmentState.FAILED:
-            continue
-        found = await anyio.to_thread.run_sync(cache.find, key, segment.format, segment.chars)
-        if found is not None:
-            _recover(store, row, found.path.relative_to(store.directory), found)
-            stats.recovered += 1
-            continue
-        if row.state == SegmentState.SUBMITTING:
-            stats.account(segment.account).re_requests += 1
-        todo.append(segment)
-    return todo
-
-
-def _recover(store: Store, row: SegmentRow, path: Path, found: Cached) -> None:
-    store.mark_done(
-        row.key,
-        path=str(path),
-        sha256=found.sha256,
-        duration=found.info.duration,
-        sample_rate=found.info.sample_rate,
-        cost=row.cost,
-    )
 
 
 async def _assemble(

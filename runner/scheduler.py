@@ -1,10 +1,10 @@
-"""The scheduler: drives every pending segment through its provider, one task group per run.
+"""The scheduler: drives every unfinished segment through its account's adapter.
 
-Each account gets as many workers as it may have requests in flight; each worker takes the
-next segment of its account, waits for a slot from the account's limiter, and records every
-state transition around the side effect it guards. When asked to stop (signal, deadline,
-budget), workers take no new segment; the ones in flight finish and are recorded, so the state
-is always resumable.
+One task group per run; each account runs its own pipeline. A synchronous account gets as
+many workers as it may have requests in flight (plus a spare that verifies results while the
+others wait on the provider); an asynchronous (task) account gets a `TaskLane`. When asked to
+stop (signal, deadline, budget), no new work is taken; what is in flight finishes and is
+recorded, so the state is always resumable.
 
 The scheduler never sees HTTP: it talks to `Provider`s and reacts to the error tree.
 """
@@ -16,9 +16,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 import anyio
-import anyio.to_thread
 
-from runner.cache import Cache
 from runner.errors import (
     AccountUnusable,
     AudioError,
@@ -27,13 +25,13 @@ from runner.errors import (
     RateLimited,
     TransientError,
 )
-from runner.events import Events
+from runner.outcomes import Outcomes
 from runner.plan import Segment
-from runner.providers.base import Audio, Provider, Request
-from runner.stats import RunStats
-from runner.store import Store
+from runner.providers.base import Mode, Provider
+from runner.store import SegmentRow
+from runner.task_lane import TaskLane, TaskPolicy
 
-__all__ = ["Scheduler", "StopFlag"]
+__all__ = ["Scheduler", "StopFlag", "Work"]
 
 #: Workers for an account whose plan sets no concurrency limit.
 UNLIMITED_WORKERS = 16
@@ -42,9 +40,8 @@ UNLIMITED_WORKERS = 16
 SPARE_WORKERS = 1
 #: A result that fails verification is requested again at most this many times in one run.
 VERIFY_ATTEMPTS = 3
-#: An account whose calls keep failing transiently (after the adapter's own retries) this many
-#: times in a row is stopped for this run: the service is down, not one request unlucky.
-BREAKER = 3
+
+Work = tuple[Segment, SegmentRow]
 
 
 class StopFlag:
@@ -67,132 +64,61 @@ class Scheduler:
     def __init__(
         self,
         *,
-        store: Store,
-        cache: Cache,
+        outcomes: Outcomes,
         providers: Mapping[str, Provider],
-        events: Events,
-        stats: RunStats,
         stop: StopFlag,
+        task_policy: TaskPolicy | None = None,
     ) -> None:
-        self.store, self.cache, self.events, self.stats = store, cache, events, stats
+        self.outcomes = outcomes
         self.providers = providers
         self.stop = stop
-        self._stopped_accounts: dict[str, str] = {}
-        self._failing: dict[str, int] = {}
+        self.task_policy = task_policy
 
-    async def run(self, segments: Sequence[Segment]) -> None:
-        by_account: dict[str, deque[Segment]] = {}
-        for segment in segments:
-            by_account.setdefault(segment.account, deque()).append(segment)
+    async def run(self, work: Sequence[Work]) -> None:
+        by_account: dict[str, list[Work]] = {}
+        for item in work:
+            by_account.setdefault(item[0].account, []).append(item)
         async with anyio.create_task_group() as tg:
-            for account, queue in by_account.items():
-                limits = self.providers[account].context.limiter.limits
-                workers = (limits.concurrent or UNLIMITED_WORKERS) + SPARE_WORKERS
-                for _ in range(min(workers, len(queue))):
-                    tg.start_soon(self._worker, account, queue)
+            for account, items in by_account.items():
+                provider = self.providers[account]
+                if provider.mode == Mode.TASK:
+                    lane = TaskLane(provider, self.outcomes, self.stop, self.task_policy)
+                    tg.start_soon(lane.run, items)
+                else:
+                    queue = deque(segment for segment, _ in items)
+                    limits = provider.context.limiter.limits
+                    workers = (limits.concurrent or UNLIMITED_WORKERS) + SPARE_WORKERS
+                    for _ in range(min(workers, len(queue))):
+                        tg.start_soon(self._worker, provider, queue)
 
-    async def _worker(self, account: str, queue: deque[Segment]) -> None:
-        while queue and not self.stop and account not in self._stopped_accounts:
-            await self._process(queue.popleft())
+    async def _worker(self, provider: Provider, queue: deque[Segment]) -> None:
+        while queue and not self.stop and provider.account not in self.outcomes.stopped:
+            await self._process(provider, queue.popleft())
 
-    async def _process(self, segment: Segment) -> None:
-        stats = self.stats.account(segment.account)
-        provider = self.providers[segment.account]
-        for attempt in range(VERIFY_ATTEMPTS):
+    async def _process(self, provider: Provider, segment: Segment) -> None:
+        outcomes = self.outcomes
+        stats = outcomes.stats.account(segment.account)
+        for attempt in range(1, VERIFY_ATTEMPTS + 1):
             try:
-                audio = await provider.synthesize(self._request(segment))
-                await self._keep(segment, audio)
-                self._failing[segment.account] = 0
+                audio = await provider.synthesize(outcomes.request(segment, provider.paid))
+                await outcomes.keep(segment, audio)
                 return
             except (CorruptResult, AudioError) as exc:
                 stats.re_requests += 1  # the bad result may have been paid for
-                stats.retries["corrupt"] += 1
-                self._event_retry(segment, "corrupt", str(exc), attempt)
+                outcomes.retrying(segment, "corrupt", str(exc), attempt)
             except RateLimited as exc:  # adapters without their own handling
                 stats.rate_limited += 1
                 wait = exc.retry_after if exc.retry_after is not None else 5.0
                 provider.context.limiter.pause_until(time.monotonic() + wait)
-                self._event_retry(segment, "rate_limited", str(exc), attempt)
+                outcomes.retrying(segment, "rate_limited", str(exc), attempt)
             except TransientError as exc:
-                self._give_up_for_now(segment, str(exc))
+                outcomes.defer(segment, str(exc))
                 return
             except AccountUnusable as exc:
-                self._stop_account(segment.account, str(exc))
-                self.store.mark_pending(segment.key, str(exc))
+                outcomes.stop_account(segment.account, str(exc))
+                outcomes.store.mark_pending(segment.key, str(exc))
                 return
             except PermanentError as exc:
-                self._fail(segment, str(exc))
+                outcomes.fail(segment, str(exc))
                 return
-        self._fail(segment, f"the result failed verification {VERIFY_ATTEMPTS} times")
-
-    def _request(self, segment: Segment) -> Request:
-        request_id = f"{segment.key[:24]}-{int(time.time() * 1000):x}"
-        durable = self.providers[segment.account].paid
-
-        def on_send() -> None:
-            self.store.begin_submit(segment.key, request_id, durable)
-            self.events.emit("request", key=segment.key, account=segment.account)
-
-        return Request(segment.key, segment.text, segment.params, request_id, on_send)
-
-    async def _keep(self, segment: Segment, audio: Audio) -> None:
-        """Verify and cache a result, then mark the segment done."""
-        try:
-            cached = await anyio.to_thread.run_sync(
-                self.cache.put, segment.key, audio, segment.chars
-            )
-        except AudioError as exc:
-            raise CorruptResult(f"{exc}", account=segment.account) from exc
-        self.store.mark_done(  # no await between the file and its record: not cancellable
-            segment.key,
-            path=str(cached.path.relative_to(self.store.directory)),
-            sha256=cached.sha256,
-            duration=cached.info.duration,
-            sample_rate=cached.info.sample_rate,
-            cost=audio.cost,
-        )
-        account = self.stats.account(segment.account)
-        account.synthesized += 1
-        account.chars += segment.chars
-        account.cost += audio.cost or 0.0
-        self.events.emit(
-            "segment_done",
-            key=segment.key,
-            account=segment.account,
-            chars=segment.chars,
-            seconds=round(cached.info.duration, 3),
-        )
-
-    def _event_retry(self, segment: Segment, cause: str, message: str, attempt: int) -> None:
-        self.events.emit(
-            "retry",
-            key=segment.key,
-            account=segment.account,
-            cause=cause,
-            attempt=attempt + 1,
-            message=message,
-        )
-
-    def _give_up_for_now(self, segment: Segment, reason: str) -> None:
-        """Transient failures outlasted the retries: leave the segment for the next run."""
-        self.store.mark_pending(segment.key, reason)
-        self.stats.account(segment.account).deferred += 1
-        self.events.emit(
-            "segment_deferred", key=segment.key, account=segment.account, reason=reason
-        )
-        failing = self._failing.get(segment.account, 0) + 1
-        self._failing[segment.account] = failing
-        if failing >= BREAKER:
-            self._stop_account(segment.account, f"{failing} calls in a row failed: {reason}")
-
-    def _fail(self, segment: Segment, reason: str) -> None:
-        self.store.mark_failed(segment.key, reason)
-        self.stats.account(segment.account).failed += 1
-        self.stats.failures[segment.key] = reason
-        self.events.emit("segment_failed", key=segment.key, account=segment.account, reason=reason)
-
-    def _stop_account(self, account: str, reason: str) -> None:
-        if account not in self._stopped_accounts:
-            self._stopped_accounts[account] = reason
-            self.stats.account(account).stopped = reason
-            self.events.emit("account_stopped", account=account, reason=reason)
+        outcomes.fail(segment, f"the result failed verification {VERIFY_ATTEMPTS} times")

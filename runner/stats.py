@@ -15,6 +15,7 @@ class AccountStats:
     chars: int = 0  #: characters of text synthesised
     retries: Counter[str] = field(default_factory=Counter)  #: retries by cause
     rate_limited: int = 0  #: 429s and "too frequent" answers
+    polls: int = 0  #: status checks of asynchronous tasks
     re_requests: int = 0  #: segments requested again although possibly paid already
     cost: float = 0.0  #: as the provider reported it, in its own unit
     failed: int = 0
@@ -28,6 +29,7 @@ class AccountStats:
             "chars": self.chars,
             "retries": dict(self.retries),
             "rate_limited": self.rate_limited,
+            "polls": self.polls,
             "re_requests": self.re_requests,
             "cost": round(self.cost, 6),
             "failed": self.failed,
@@ -42,6 +44,7 @@ class RunStats:
     cached: int = 0  #: segments already done before this run
     recovered: int = 0  #: segments found verified in the cache although the state lost them
     failures: dict[str, str] = field(default_factory=dict)  #: segment key → reason
+    warnings: list[str] = field(default_factory=list)  #: things a person should know
 
     def account(self, name: str) -> AccountStats:
         return self.accounts.setdefault(name, AccountStats())
@@ -58,4 +61,5 @@ class RunStats:
             "failed": len(self.failures),
             "accounts": {name: a.as_dict() for name, a in sorted(self.accounts.items())},
             "failures": dict(self.failures),
+            "warnings": list(self.warnings),
         }

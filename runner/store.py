@@ -31,7 +31,7 @@ from runner.errors import DiskFull, StateCorrupt, StateError, StateTooNew
 from runner.migrations import MIGRATIONS, SCHEMA_VERSION
 from runner.plan import Segment
 
-__all__ = ["ChapterRow", "SegmentRow", "SegmentState", "Store"]
+__all__ = ["AssetRow", "ChapterRow", "SegmentRow", "SegmentState", "Store"]
 
 DB_NAME = "state.db"
 
@@ -67,6 +67,19 @@ class SegmentRow:
     cost: float | None
     reason: str | None
     updated_at: float
+
+
+@dataclass(frozen=True)
+class AssetRow:
+    """A voice model or reference the runner created at a provider."""
+
+    account: str
+    kind: str  #: e.g. "model", "emotion_ref"
+    sha256: str  #: of the audio it was made from
+    remote_id: str  #: the provider's id for it (audioId, emotionPath, ...)
+    created_at: float
+    expires_at: float | None
+    last_used_at: float
 
 
 @dataclass(frozen=True)
@@ -334,6 +347,51 @@ class Store:
                     row.duration,
                     row.assembled_at,
                 ),
+            )
+
+    # -- assets at providers ------------------------------------------------------------------
+
+    def asset(self, account: str, kind: str, sha256: str) -> AssetRow | None:
+        found = self._db.execute(
+            "SELECT * FROM assets WHERE account = ? AND kind = ? AND sha256 = ?",
+            (account, kind, sha256),
+        ).fetchone()
+        return None if found is None else AssetRow(*found)
+
+    def assets(self, account: str, kind: str) -> list[AssetRow]:
+        found = self._db.execute(
+            "SELECT * FROM assets WHERE account = ? AND kind = ? ORDER BY last_used_at",
+            (account, kind),
+        )
+        return [AssetRow(*row) for row in found]
+
+    def save_asset(self, row: AssetRow) -> None:
+        with self._transaction(durable=True) as db:  # it was paid for or counts against a cap
+            db.execute(
+                "INSERT OR REPLACE INTO assets VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.account,
+                    row.kind,
+                    row.sha256,
+                    row.remote_id,
+                    row.created_at,
+                    row.expires_at,
+                    row.last_used_at,
+                ),
+            )
+
+    def touch_asset(self, account: str, kind: str, sha256: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE assets SET last_used_at = ? WHERE account = ? AND kind = ? AND sha256 = ?",
+                (time.time(), account, kind, sha256),
+            )
+
+    def forget_asset(self, account: str, kind: str, remote_id: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM assets WHERE account = ? AND kind = ? AND remote_id = ?",
+                (account, kind, remote_id),
             )
 
     # -- runs and events ----------------------------------------------------------------------

@@ -139,7 +139,12 @@ class Provider:
     async def poll(self, task_id: str) -> TaskStatus:
         raise NotImplementedError(f"{self.kind} has no tasks")
 
-    async def download(self, url: str) -> Audio:
+    async def download(self, url: str, expires_at: float | None = None) -> Audio:
+        """The result at `url`; `expires_at` (epoch seconds) ranks it among other downloads."""
+        raise NotImplementedError(f"{self.kind} has no tasks")
+
+    async def find_task(self, request: Request, since: float) -> Submission | None:
+        """The task a create call made before the runner lost track of it, if any."""
         raise NotImplementedError(f"{self.kind} has no tasks")
 
     # -- account management (the `voices` and `quota` commands); not every API has them ------

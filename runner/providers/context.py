@@ -7,11 +7,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from runner.events import Events
 from runner.limits import Limiter
 from runner.manifest.model import Account
 from runner.stats import AccountStats
+
+if TYPE_CHECKING:
+    from runner.store import Store
 
 __all__ = ["ProviderContext", "RetryPolicy"]
 
@@ -34,6 +38,9 @@ class ProviderContext:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     base_urls: tuple[str, ...] = ()  #: overrides the account's (e.g. the sandbox's loopback URLs)
+    #: Where adapters remember what they created at the provider (voice models, references);
+    #: None where nothing is remembered (e.g. a one-off management command without state).
+    store: Store | None = None
 
     def secret(self, role: str) -> str:
         """The value of the environment variable named by the account for `role` ('' if unset)."""

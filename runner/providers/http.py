@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
 from runner.errors import RateLimited, TransientError
+from runner.limits import WORK, Priority
 from runner.providers.context import ProviderContext
 
 __all__ = ["Http", "Reply", "retry_after_seconds"]
@@ -100,12 +101,13 @@ class Http:
         url: str,
         *,
         on_send: Callable[[], None] | None = None,
+        priority: Priority = WORK,
         **kwargs: Any,
     ) -> Reply:
         """One request through the account's limiter. Raises TransientError for failures below
         the HTTP level; any HTTP status is returned for the adapter to interpret."""
         account = self.context.account.name
-        async with self.context.limiter.slot():
+        async with self.context.limiter.slot(priority):
             if on_send is not None:
                 on_send()
             self.context.stats.requests += 1

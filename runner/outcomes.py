@@ -1,0 +1,109 @@
+"""How a segment's attempt ends, recorded the same way by every pipeline: done (verified and
+cached), failed for good, deferred to the next run, or its account stopped.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio.to_thread
+
+from runner.cache import Cache
+from runner.errors import AudioError, CorruptResult
+from runner.events import Events
+from runner.plan import Segment
+from runner.providers.base import Audio, Request
+from runner.stats import RunStats
+from runner.store import Store
+
+__all__ = ["BREAKER", "Outcomes"]
+
+#: An account whose calls keep failing transiently (after the adapter's own retries) this many
+#: times in a row is stopped for this run: the service is down, not one request unlucky.
+BREAKER = 3
+
+
+class Outcomes:
+    def __init__(self, store: Store, cache: Cache, events: Events, stats: RunStats) -> None:
+        self.store, self.cache, self.events, self.stats = store, cache, events, stats
+        self.stopped: dict[str, str] = {}  #: account → why it was stopped
+        self._failing: dict[str, int] = {}
+
+    def request(self, segment: Segment, durable: bool) -> Request:
+        """The adapter's view of a segment; its `on_send` writes ahead that it is being sent."""
+        request_id = f"{segment.key[:24]}-{int(time.time() * 1000):x}"
+
+        def on_send() -> None:
+            self.store.begin_submit(segment.key, request_id, durable)
+            self.events.emit("request", key=segment.key, account=segment.account)
+
+        return Request(segment.key, segment.text, segment.params, request_id, on_send)
+
+    async def keep(self, segment: Segment, audio: Audio) -> None:
+        """Verify and cache a result, then mark the segment done. Raises CorruptResult."""
+        try:
+            cached = await anyio.to_thread.run_sync(
+                self.cache.put, segment.key, audio, segment.chars
+            )
+        except AudioError as exc:
+            raise CorruptResult(f"{exc}", account=segment.account) from exc
+        self.store.mark_done(  # no await between the file and its record: not cancellable
+            segment.key,
+            path=str(cached.path.relative_to(self.store.directory)),
+            sha256=cached.sha256,
+            duration=cached.info.duration,
+            sample_rate=cached.info.sample_rate,
+            cost=audio.cost,
+        )
+        self._failing[segment.account] = 0
+        account = self.stats.account(segment.account)
+        account.synthesized += 1
+        account.chars += segment.chars
+        account.cost += audio.cost or 0.0
+        self.events.emit(
+            "segment_done",
+            key=segment.key,
+            account=segment.account,
+            chars=segment.chars,
+            seconds=round(cached.info.duration, 3),
+        )
+
+    def retrying(self, segment: Segment, cause: str, message: str, attempt: int) -> None:
+        self.stats.account(segment.account).retries[cause] += 1
+        self.events.emit(
+            "retry",
+            key=segment.key,
+            account=segment.account,
+            cause=cause,
+            attempt=attempt,
+            message=message,
+        )
+
+    def defer(self, segment: Segment, reason: str, *, keep_state: bool = False) -> None:
+        """Transient failures outlasted the retries: leave the segment for the next run."""
+        if not keep_state:
+            self.store.mark_pending(segment.key, reason)
+        self.stats.account(segment.account).deferred += 1
+        self.events.emit(
+            "segment_deferred", key=segment.key, account=segment.account, reason=reason
+        )
+        failing = self._failing.get(segment.account, 0) + 1
+        self._failing[segment.account] = failing
+        if failing >= BREAKER:
+            self.stop_account(segment.account, f"{failing} calls in a row failed: {reason}")
+
+    def fail(self, segment: Segment, reason: str) -> None:
+        self.store.mark_failed(segment.key, reason)
+        self.stats.account(segment.account).failed += 1
+        self.stats.failures[segment.key] = reason
+        self.events.emit("segment_failed", key=segment.key, account=segment.account, reason=reason)
+
+    def stop_account(self, account: str, reason: str) -> None:
+        if account not in self.stopped:
+            self.stopped[account] = reason
+            self.stats.account(account).stopped = reason
+            self.events.emit("account_stopped", account=account, reason=reason)
+
+    def warn(self, message: str, **fields: object) -> None:
+        self.stats.warnings.append(message)
+        self.events.emit("warning", message=message, **fields)
