@@ -79,6 +79,18 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (account, kind, sha256)
     );
     """,
+    # 2 → 3: how long finished provider tasks took, by text length, so that the first poll of
+    # a new run's tasks is timed from what earlier runs learned.
+    """
+    CREATE TABLE task_times (
+        account     TEXT NOT NULL,
+        chars       INTEGER NOT NULL,
+        low         REAL NOT NULL,
+        high        REAL NOT NULL,
+        finished_at REAL NOT NULL
+    );
+    CREATE INDEX task_times_by_account ON task_times (account, finished_at);
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -38,8 +38,13 @@ class ProcessingModel:
 
     def observe(self, chars: int, low: float, high: float) -> None:
         """A task of `chars` finished between `low` and `high` seconds after it was created."""
-        self.history.append((chars, max(0.0, (low + high) / 2)))
-        if len(self.history) >= 3:
+        self.learn([(chars, low, high)])
+
+    def learn(self, finished: list[tuple[int, float, float]]) -> None:
+        """Several `observe`s at once (e.g. what earlier runs recorded), oldest first."""
+        for chars, low, high in finished:
+            self.history.append((chars, max(0.0, (low + high) / 2)))
+        if finished and len(self.history) >= 3:
             self._fit()
 
     def _fit(self) -> None:

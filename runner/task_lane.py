@@ -56,6 +56,8 @@ class TaskPolicy:
     task_failures: int = 3  #: tasks of one segment the provider may fail before we give up
     poll_failures: int = 5  #: consecutive failed polls before a task is left for a later run
     verify_attempts: int = 3  #: downloads of one result that may fail verification
+    #: processing time assumed (seconds = base + per_char × chars) until tasks have finished
+    prior: tuple[float, float] = (2.0, 0.01)
 
 
 class TaskLane:
@@ -69,8 +71,11 @@ class TaskLane:
     ) -> None:
         self.provider, self.outcomes, self.stop = provider, outcomes, stop
         self.policy = policy or TaskPolicy()
-        self.model = model or ProcessingModel()
         self.account = provider.account
+        if model is None:  # start from what earlier runs learned about this account
+            model = ProcessingModel(*self.policy.prior)
+            model.learn(outcomes.store.task_times(self.account))
+        self.model = model
         context = provider.context
         preset = PRESETS[(context.account.kind, context.account.plan)]
         self.result_ttl = preset.result_ttl or DAY
@@ -231,6 +236,7 @@ class TaskLane:
                 last_busy = now
             elif status.state == TaskState.DONE and status.url:
                 self.model.observe(segment.chars, last_busy, now)
+                self.outcomes.store.record_task_time(self.account, segment.chars, last_busy, now)
                 self.outcomes.events.emit(
                     "task_done",
                     key=segment.key,

@@ -3,12 +3,14 @@ references, errors, faults, expiry and reconciliation — and never paying twice
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sqlite3
 import statistics
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ from runner.store import SegmentState, Store
 from runner.task_lane import TaskPolicy
 
 from .conftest import ContextFactory
-from .runs import run_in_process
+from .runs import InProcessRun, run_in_process
 
 SIGN = "index-sign-7f3a9c2e11"
 ENV = {"INDEX_API_SIGN": SIGN}
@@ -44,6 +46,19 @@ def _config(**overrides: object) -> SandboxConfig:
 async def box() -> AsyncIterator[Sandbox]:
     async with Sandbox(_config()) as sandbox:
         yield sandbox
+
+
+# The emulator takes 0.05 s + 0.5 ms per character; the runner is told so, instead of the
+# product's prior of seconds, so runs take a fraction of a second.
+PRIOR = (0.05, 0.0005)
+
+
+async def _run(
+    directory: Path, manifest: str, environ: dict[str, str], **options: Any
+) -> InProcessRun:
+    policy = options.pop("task_policy", TaskPolicy())
+    policy = dataclasses.replace(policy, prior=PRIOR)
+    return await run_in_process(directory, manifest, environ, task_policy=policy, **options)
 
 
 def _manifest(url: str, texts: list[str], voice: str = "") -> str:
@@ -92,7 +107,7 @@ def _count(box: Sandbox, endpoint: str) -> int:
 async def test_a_book_of_tasks_is_submitted_polled_downloaded_and_assembled(
     box: Sandbox, tmp_path: Path
 ) -> None:
-    run = await run_in_process(tmp_path, _manifest(box.urls["indextts"], TEXTS), ENV)
+    run = await _run(tmp_path, _manifest(box.urls["indextts"], TEXTS), ENV)
     assert run.result.exit_code == 0, run.log.records
     assert box.deviations.snapshot("indextts") == ()
     assert _creates(box) == len(TEXTS)
@@ -107,9 +122,30 @@ async def test_a_book_of_tasks_is_submitted_polled_downloaded_and_assembled(
 
 
 @pytest.mark.anyio
+async def test_processing_times_learned_by_one_run_time_the_first_polls_of_the_next(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    url = box.urls["indextts"]
+    prior = TaskPolicy()  # the product's prior: seconds, far slower than the emulator
+    first = await run_in_process(tmp_path, _manifest(url, TEXTS[:3]), ENV, task_policy=prior)
+    assert first.result.exit_code == 0
+    unlearned = [float(e["seconds"]) for e in first.events("task_done")]  # type: ignore[arg-type]
+    assert min(unlearned) > 1.5  # polled first at the prior's two seconds and more
+    second = await run_in_process(tmp_path, _manifest(url, TEXTS), ENV, task_policy=prior)
+    assert second.result.exit_code == 0
+    noticed = [float(e["seconds"]) for e in second.events("task_done")]  # type: ignore[arg-type]
+    # Done at the first poll, the first run only learned "under ~2.2 s" (midpoint ~1.1 s):
+    # the next run starts from that, not from the prior, and keeps narrowing it.
+    assert len(noticed) == 3
+    assert max(noticed) < 0.75 * min(unlearned), (unlearned, noticed)
+    with Store.open(second.state) as store:
+        assert len(store.task_times("index")) == 6
+
+
+@pytest.mark.anyio
 async def test_a_create_answered_done_at_once_is_downloaded_without_polling(tmp_path: Path) -> None:
     async with Sandbox(_config(instant=True)) as box:
-        run = await run_in_process(tmp_path, _manifest(box.urls["indextts"], TEXTS[:2]), ENV)
+        run = await _run(tmp_path, _manifest(box.urls["indextts"], TEXTS[:2]), ENV)
         assert run.result.exit_code == 0
         assert run.result.stats.accounts["index"].polls == 0
         assert _count(box, "/tts/result") == 0
@@ -122,10 +158,10 @@ async def test_a_clone_voice_creates_its_model_once_and_reuses_it_across_runs(
 ) -> None:
     _wav(tmp_path / "narrator.wav", 3.0)
     voice = "{provider: index, clone: {audio: narrator.wav, name: Narrator}, style: 2}"
-    first = await run_in_process(tmp_path, _manifest(box.urls["indextts"], TEXTS[:2], voice), ENV)
+    first = await _run(tmp_path, _manifest(box.urls["indextts"], TEXTS[:2], voice), ENV)
     assert first.result.exit_code == 0
     assert _count(box, "/reference/upload") == 1
-    second = await run_in_process(tmp_path, _manifest(box.urls["indextts"], TEXTS[:4], voice), ENV)
+    second = await _run(tmp_path, _manifest(box.urls["indextts"], TEXTS[:4], voice), ENV)
     assert second.result.exit_code == 0
     assert _count(box, "/reference/upload") == 1  # reused from the state
     assert _creates(box) == 4
@@ -141,19 +177,15 @@ async def test_emotion_references_are_uploaded_once_reused_and_renewed_when_expi
     _wav(tmp_path / "joy.wav", 2.0)
     voice = f"{{provider: index, audio_id: {VOICE}, genre: 2, emotion_ref: joy.wav}}"
     url = box.urls["indextts"]
-    assert (
-        await run_in_process(tmp_path, _manifest(url, TEXTS[:2], voice), ENV)
-    ).result.exit_code == 0
+    assert (await _run(tmp_path, _manifest(url, TEXTS[:2], voice), ENV)).result.exit_code == 0
     assert _count(box, "/tts/uploadCustom") == 1
-    assert (
-        await run_in_process(tmp_path, _manifest(url, TEXTS[:3], voice), ENV)
-    ).result.exit_code == 0
+    assert (await _run(tmp_path, _manifest(url, TEXTS[:3], voice), ENV)).result.exit_code == 0
     assert _count(box, "/tts/uploadCustom") == 1
 
     # The service dropped it (24 h passed there) while our record still looks fresh: the
     # create is refused, the adapter uploads it again and the task goes through.
     box.clock.advance(25 * 3600)
-    run = await run_in_process(tmp_path, _manifest(url, TEXTS[:4], voice), ENV)
+    run = await _run(tmp_path, _manifest(url, TEXTS[:4], voice), ENV)
     assert run.result.exit_code == 0
     assert _count(box, "/tts/uploadCustom") == 2
 
@@ -161,7 +193,7 @@ async def test_emotion_references_are_uploaded_once_reused_and_renewed_when_expi
     with sqlite3.connect(run.state / "state.db") as db:
         db.execute("UPDATE assets SET expires_at = 0 WHERE kind = 'emotion_ref'")
     refused = sum(1 for e in box.ledger.entries("indextts") if e.code == "7")
-    run = await run_in_process(tmp_path, _manifest(url, TEXTS[:5], voice), ENV)
+    run = await _run(tmp_path, _manifest(url, TEXTS[:5], voice), ENV)
     assert run.result.exit_code == 0
     assert _count(box, "/tts/uploadCustom") == 3
     assert sum(1 for e in box.ledger.entries("indextts") if e.code == "7") == refused
@@ -183,7 +215,7 @@ async def test_at_most_thirty_references_live_the_least_recently_used_makes_room
     for i, text in enumerate(texts):
         _wav(tmp_path / f"mood{i}.wav", 1.0, freq=200 + 10 * i)
         lines.append(f"  - {{id: t{i}, text: {text!r}, emotion_ref: mood{i}.wav}}")
-    run = await run_in_process(tmp_path, "\n".join(lines) + "\n", ENV)
+    run = await _run(tmp_path, "\n".join(lines) + "\n", ENV)
     assert run.result.exit_code == 0, run.result.stats.failures
     assert _count(box, "/tts/uploadCustom") == 33
     assert _count(box, "/tts/deleteCustom") == 3
@@ -196,7 +228,7 @@ async def test_a_dropped_create_is_found_in_the_task_list_not_paid_again(
     box: Sandbox, tmp_path: Path
 ) -> None:
     box.faults["indextts"].enqueue("drop", endpoint="tts/create", count=2)
-    run = await run_in_process(tmp_path, _manifest(box.urls["indextts"], TEXTS[:4]), ENV)
+    run = await _run(tmp_path, _manifest(box.urls["indextts"], TEXTS[:4]), ENV)
     assert run.result.exit_code == 0
     assert _creates(box) == 4  # the two dropped creates made tasks; they were found, not redone
     assert _count(box, "/tts/list") >= 2
@@ -208,7 +240,7 @@ async def test_a_create_left_unsure_by_a_crash_is_reconciled_before_sending_agai
     box: Sandbox, tmp_path: Path
 ) -> None:
     url = box.urls["indextts"]
-    first = await run_in_process(tmp_path, _manifest(url, TEXTS[:3]), ENV)
+    first = await _run(tmp_path, _manifest(url, TEXTS[:3]), ENV)
     assert first.result.exit_code == 0
     # As if the runner died right after sending two creates: rows say `submitting`, one of the
     # tasks exists at the provider (it finished), the other never arrived.
@@ -222,7 +254,7 @@ async def test_a_create_left_unsure_by_a_crash_is_reconciled_before_sending_agai
     for path in (first.state / "cache").rglob(f"{keys[0]}.*"):
         path.unlink()
     creates = _creates(box)
-    run = await run_in_process(tmp_path, _manifest(url, TEXTS[:3]), ENV)
+    run = await _run(tmp_path, _manifest(url, TEXTS[:3]), ENV)
     assert run.result.exit_code == 0
     assert _creates(box) == creates  # found by text and voice; nothing sent again
     assert [e["found"] for e in run.events("reconciled")] == [True]
@@ -231,7 +263,7 @@ async def test_a_create_left_unsure_by_a_crash_is_reconciled_before_sending_agai
 @pytest.mark.anyio
 async def test_failed_tasks_are_submitted_again_and_reported(box: Sandbox, tmp_path: Path) -> None:
     box.faults["indextts"].enqueue("task_failed", endpoint="tts/create", count=1)
-    run = await run_in_process(tmp_path, _manifest(box.urls["indextts"], TEXTS[:2]), ENV)
+    run = await _run(tmp_path, _manifest(box.urls["indextts"], TEXTS[:2]), ENV)
     assert run.result.exit_code == 0
     assert _creates(box) == 3
     assert run.result.stats.accounts["index"].re_requests == 1
@@ -244,9 +276,7 @@ async def test_a_task_that_never_finishes_is_left_for_a_later_run(
 ) -> None:
     box.faults["indextts"].enqueue("never_finish", endpoint="tts/create", count=1)
     policy = TaskPolicy(stuck_factor=0.0, stuck_minimum=1.0)
-    run = await run_in_process(
-        tmp_path, _manifest(box.urls["indextts"], TEXTS[:2]), ENV, task_policy=policy
-    )
+    run = await _run(tmp_path, _manifest(box.urls["indextts"], TEXTS[:2]), ENV, task_policy=policy)
     assert run.result.exit_code == 3
     assert run.result.stats.accounts["index"].deferred == 1
     with Store.open(run.state) as store:
@@ -263,7 +293,7 @@ async def test_transient_faults_on_polls_and_downloads_are_retried_without_payin
     faults.enqueue("http_500", endpoint="tts/result", count=2)
     for kind in ("drop", "truncate_with_length", "truncate_no_length", "corrupt_header"):
         faults.enqueue(kind, endpoint="download/{name}", count=1)
-    run = await run_in_process(tmp_path, _manifest(box.urls["indextts"], TEXTS), ENV)
+    run = await _run(tmp_path, _manifest(box.urls["indextts"], TEXTS), ENV)
     assert run.result.exit_code == 0, run.result.stats.as_dict()
     assert _creates(box) == len(TEXTS)
     assert box.ledger.paid_twice(include_lost=True) == []
@@ -279,15 +309,16 @@ async def test_a_result_that_expired_while_the_runner_was_away_is_paid_again_wit
     # The first run gives up on the task before it finishes (as a run stopped early would).
     slow = _config(processing_base=5.0)
     box.indextts.config = slow.indextts  # type: ignore[misc]
-    first = await run_in_process(
+    first = await _run(
         tmp_path,
         _manifest(url, TEXTS[:1]),
         ENV,
         task_policy=TaskPolicy(stuck_factor=0, stuck_minimum=0.3),
     )
     assert first.result.exit_code == 3
+    box.indextts.config = _config().indextts  # type: ignore[misc]
     box.clock.advance(26 * 3600)  # finished long ago; its voiceUrl is gone
-    second = await run_in_process(tmp_path, _manifest(url, TEXTS[:1]), ENV)
+    second = await _run(tmp_path, _manifest(url, TEXTS[:1]), ENV)
     assert second.result.exit_code == 0
     assert _creates(box) == 2
     assert second.result.stats.accounts["index"].re_requests == 1
@@ -302,13 +333,13 @@ async def test_a_ready_result_past_its_expiry_is_submitted_again_without_a_downl
 ) -> None:
     url = box.urls["indextts"]
     box.faults["indextts"].enqueue("drop", endpoint="download/{name}", count=8)
-    first = await run_in_process(tmp_path, _manifest(url, TEXTS[:1]), ENV)
+    first = await _run(tmp_path, _manifest(url, TEXTS[:1]), ENV)
     assert first.result.exit_code == 3  # the download kept failing: left `ready`
     with sqlite3.connect(first.state / "state.db") as db:
         assert db.execute("SELECT state FROM segments").fetchone() == ("ready",)
         db.execute("UPDATE segments SET url_expires_at = 1.0")
     downloads = _count(box, "/file/download/{name}")
-    second = await run_in_process(tmp_path, _manifest(url, TEXTS[:1]), ENV)
+    second = await _run(tmp_path, _manifest(url, TEXTS[:1]), ENV)
     assert second.result.exit_code == 0
     assert _count(box, "/file/download/{name}") == downloads + 1  # only the new task's result
     assert "expired before it was downloaded" in second.result.stats.warnings[0]

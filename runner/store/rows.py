@@ -1,0 +1,65 @@
+"""The rows of the state database, as the rest of the runner sees them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["AssetRow", "ChapterRow", "SegmentRow", "SegmentState"]
+
+
+class SegmentState(enum.StrEnum):
+    PENDING = "pending"  #: known; nothing sent yet
+    SUBMITTING = "submitting"  #: a request may have left; its outcome is unknown
+    SUBMITTED = "submitted"  #: a provider task exists (task_id)
+    READY = "ready"  #: the task finished; its result awaits download (url)
+    DONE = "done"  #: verified audio is in the cache (path, sha256)
+    FAILED = "failed"  #: given up (reason)
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    key: str
+    account: str
+    kind: str
+    state: SegmentState
+    chars: int
+    text: str
+    format: str
+    request_id: str | None
+    task_id: str | None
+    submitted_at: float | None
+    url: str | None
+    url_expires_at: float | None
+    path: str | None
+    sha256: str | None
+    duration: float | None
+    sample_rate: int | None
+    attempts: int
+    cost: float | None
+    reason: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class AssetRow:
+    """A voice model or reference the runner created at a provider."""
+
+    account: str
+    kind: str  #: e.g. "model", "emotion_ref"
+    sha256: str  #: of the audio it was made from
+    remote_id: str  #: the provider's id for it (audioId, emotionPath, ...)
+    created_at: float
+    expires_at: float | None
+    last_used_at: float
+
+
+@dataclass(frozen=True)
+class ChapterRow:
+    manifest: str
+    text_id: str
+    fingerprint: str
+    path: str
+    sha256: str
+    duration: float
+    assembled_at: float

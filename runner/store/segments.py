@@ -1,0 +1,161 @@
+"""The segments table (the state machine of design.md) and the chapters built from it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from runner.plan import Segment
+from runner.store.database import Database
+from runner.store.rows import ChapterRow, SegmentRow, SegmentState
+
+__all__ = ["SegmentTable"]
+
+_COLUMNS = ", ".join(f.name for f in SegmentRow.__dataclass_fields__.values())
+
+
+def _row(values: tuple[object, ...]) -> SegmentRow:
+    row = SegmentRow(*values)  # type: ignore[arg-type]
+    object.__setattr__(row, "state", SegmentState(row.state))
+    return row
+
+
+class SegmentTable(Database):
+    # -- segments -------------------------------------------------------------------------------
+
+    def add_segments(self, segments: Iterable[Segment]) -> int:
+        """Record segments not seen before as pending. Returns how many were new."""
+        now = time.time()
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO segments (key, account, kind, state, chars, text, format,"
+                " updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+                ((s.key, s.account, s.kind, s.chars, s.text, s.format, now) for s in segments),
+            )
+            return db.total_changes - before
+
+    def get(self, key: str) -> SegmentRow | None:
+        found = self._db.execute(f"SELECT {_COLUMNS} FROM segments WHERE key = ?", (key,))
+        values = found.fetchone()
+        return None if values is None else _row(values)
+
+    def rows(self, keys: Iterable[str]) -> dict[str, SegmentRow]:
+        wanted = list(dict.fromkeys(keys))
+        out: dict[str, SegmentRow] = {}
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            query = f"SELECT {_COLUMNS} FROM segments WHERE key IN ({marks})"
+            for values in self._db.execute(query, batch):
+                row = _row(values)
+                out[row.key] = row
+        return out
+
+    def in_state(self, *states: SegmentState) -> list[SegmentRow]:
+        marks = ",".join("?" * len(states))
+        query = f"SELECT {_COLUMNS} FROM segments WHERE state IN ({marks}) ORDER BY rowid"
+        return [_row(v) for v in self._db.execute(query, [s.value for s in states])]
+
+    def counts(self) -> dict[SegmentState, int]:
+        found = self._db.execute("SELECT state, COUNT(*) FROM segments GROUP BY state")
+        counts = dict.fromkeys(SegmentState, 0)
+        counts.update({SegmentState(state): n for state, n in found})
+        return counts
+
+    def _set(self, key: str, durable: bool, **values: object) -> None:
+        columns = ", ".join(f"{name} = ?" for name in values)
+        with self._transaction(durable) as db:
+            db.execute(
+                f"UPDATE segments SET {columns}, updated_at = ? WHERE key = ?",
+                (*values.values(), time.time(), key),
+            )
+
+    def begin_submit(self, key: str, request_id: str, durable: bool = True) -> None:
+        """Record that a request for `key` is about to leave; durably when it will be paid."""
+        with self._transaction(durable=durable) as db:
+            db.execute(
+                "UPDATE segments SET state = 'submitting', request_id = ?, attempts = attempts + 1,"
+                " submitted_at = ?, reason = NULL, updated_at = ? WHERE key = ?",
+                (request_id, time.time(), time.time(), key),
+            )
+
+    def mark_submitted(self, key: str, task_id: str) -> None:
+        self._set(key, True, state=SegmentState.SUBMITTED.value, task_id=task_id)
+
+    def mark_ready(self, key: str, url: str, url_expires_at: float | None) -> None:
+        self._set(key, True, state=SegmentState.READY.value, url=url, url_expires_at=url_expires_at)
+
+    def mark_done(
+        self,
+        key: str,
+        *,
+        path: str,
+        sha256: str,
+        duration: float,
+        sample_rate: int,
+        cost: float | None,
+    ) -> None:
+        self._set(
+            key,
+            False,
+            state=SegmentState.DONE.value,
+            path=path,
+            sha256=sha256,
+            duration=duration,
+            sample_rate=sample_rate,
+            cost=cost,
+            reason=None,
+        )
+
+    def mark_failed(self, key: str, reason: str) -> None:
+        self._set(key, False, state=SegmentState.FAILED.value, reason=reason)
+
+    def mark_pending(self, key: str, reason: str | None = None) -> None:
+        """Back to the start: the segment will be requested again (e.g. its result expired)."""
+        self._set(
+            key,
+            False,
+            state=SegmentState.PENDING.value,
+            task_id=None,
+            url=None,
+            url_expires_at=None,
+            reason=reason,
+        )
+
+    def retry_failed(self, keys: Iterable[str] | None = None) -> int:
+        with self._transaction() as db:
+            before = db.total_changes
+            if keys is None:
+                db.execute("UPDATE segments SET state = 'pending' WHERE state = 'failed'")
+            else:
+                db.executemany(
+                    "UPDATE segments SET state = 'pending' WHERE key = ? AND state = 'failed'",
+                    ((k,) for k in keys),
+                )
+            return db.total_changes - before
+
+    # -- chapters -------------------------------------------------------------------------------
+
+    def chapter(self, manifest: str, text_id: str) -> ChapterRow | None:
+        found = self._db.execute(
+            "SELECT manifest, text_id, fingerprint, path, sha256, duration, assembled_at"
+            " FROM chapters WHERE manifest = ? AND text_id = ?",
+            (manifest, text_id),
+        ).fetchone()
+        return None if found is None else ChapterRow(*found)
+
+    def save_chapter(self, row: ChapterRow) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO chapters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.manifest,
+                    row.text_id,
+                    row.fingerprint,
+                    row.path,
+                    row.sha256,
+                    row.duration,
+                    row.assembled_at,
+                ),
+            )
