@@ -9,6 +9,17 @@ fixed-window or token-bucket limiter (aiolimiter), which lets up to 2N through a
 edge. Under saturation it starts N every T + margin, i.e. N / (T + margin) of the plan;
 `margin` absorbs the jitter between our clock and the server's.
 
+Server feedback: a 429 pauses the whole account until the server's Retry-After (`throttled`).
+Repeated 429s (within two windows of each other) also slow the account: each one stretches the
+window by a quarter, up to four times its length; after a quiet window the stretch shrinks by a
+tenth per window, so the rate recovers slowly. Someone else sharing the key, or a server whose
+clock runs fast, then costs a few refused requests instead of a stream of them.
+
+Every request may be reported to a `StartLog` (the account history of `limit_history`), so the
+next run of a cron job starts with the window this one left. What is kept is when the reply
+came back (when the request left, until then): the latest the server can have counted it, so
+a run seeded with these times is never early, whatever the latency of the previous one was.
+
 Who goes next: waiters are ordered by priority, then arrival. Only the first in that order
 waits for the window and for a free slot; a better waiter arriving meanwhile takes its place at
 once (downloads of expiring results before polls, polls before new work). A start is recorded
@@ -25,6 +36,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 
@@ -37,7 +49,23 @@ Priority = tuple[int, float]
 WORK: Priority = (2, 0.0)
 POLL: Priority = (1, 0.0)
 
+MAX_STRETCH = 4.0
+STRETCH_STEP = 1.25
+RECOVERY = 0.9  #: the stretch shrinks by this factor per quiet window
+
 Clock = Callable[[], float]
+
+
+class StartLog(Protocol):
+    def started(self, at: float) -> int:
+        """A request left at `at` (limiter clock); returns a handle for `finished`."""
+        ...
+
+    def finished(self, handle: int, at: float) -> None:
+        """Its reply came back (or it failed) at `at`."""
+        ...
+
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -60,6 +88,7 @@ class Limiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
         margin: float | None = None,
+        log: StartLog | None = None,
     ) -> None:
         self.limits = limits
         self._clock = clock
@@ -73,6 +102,10 @@ class Limiter:
         self._waiting: list[_Waiter] = []
         self._seq = itertools.count()
         self._paused_until = 0.0
+        self._log = log
+        self._stretch = 1.0  #: the window is stretched by this after repeated 429s
+        self._stretched_at = -math.inf  #: when the last 429 came
+        self.throttles = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.started = 0
@@ -88,6 +121,26 @@ class Limiter:
         self._paused_until = max(self._paused_until, when)
         self._wake_first()
 
+    def throttled(self, wait: float) -> None:
+        """The server refused a request for its rate (429): pause, and slow down if repeated."""
+        now = self._clock()
+        self.throttles += 1
+        if self._t and now - self._stretched_at < 2 * self._t:
+            self._stretch = min(MAX_STRETCH, self.stretch() * STRETCH_STEP)
+        else:
+            self._stretch = self.stretch()
+        self._stretched_at = now
+        self.pause_until(now + max(0.0, wait))
+
+    def stretch(self) -> float:
+        """How much longer than the plan's the window is now (1.0: the plan's own rate)."""
+        if self._stretch <= 1.0 or not self._t:
+            return 1.0
+        quiet = (self._clock() - self._stretched_at) / self._t - 1.0
+        if quiet <= 0:
+            return self._stretch
+        return max(1.0, self._stretch * RECOVERY ** math.floor(quiet))
+
     def remember(self, starts: list[float]) -> None:
         """Seed the window with starts made earlier (e.g. by a previous run), oldest first."""
         for t in sorted(starts)[-(self._n or 0) :]:
@@ -100,7 +153,7 @@ class Limiter:
         """The earliest time the next request may start, ignoring concurrency."""
         ready = self._paused_until
         if self._n is not None and len(self._starts) >= self._n:
-            ready = max(ready, self._starts[0] + self._t + self.margin)
+            ready = max(ready, self._starts[0] + self._t * self.stretch() + self.margin)
         return ready
 
     @asynccontextmanager
@@ -119,8 +172,12 @@ class Limiter:
             self._wake_first()
             raise
         heapq.heappop(self._waiting)
+        handle = None
         if self._n is not None:
-            self._starts.append(self._clock())
+            now = self._clock()
+            self._starts.append(now)
+            if self._log is not None:
+                handle = self._log.started(now)
         self.started += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -128,6 +185,8 @@ class Limiter:
         try:
             yield
         finally:
+            if handle is not None and self._log is not None:
+                self._log.finished(handle, self._clock())
             self.in_flight -= 1
             self._wake_first()  # a slot is free
 

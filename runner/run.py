@@ -26,9 +26,10 @@ from runner.assemble import (
 from runner.cache import Cache
 from runner.errors import UsageError
 from runner.events import Events
+from runner.limit_history import LimitHistory, account_identity, history_path
 from runner.limits import Limiter
 from runner.lock import RunLock
-from runner.manifest.model import Manifest
+from runner.manifest.model import Account, Manifest
 from runner.outcomes import Outcomes
 from runner.plan import Chapter, Plan, expand
 from runner.providers import ProviderContext, create_provider, missing_credentials
@@ -150,14 +151,17 @@ async def _schedule(
     environ: Mapping[str, str] = os.environ if options.environ is None else options.environ
     async with AsyncExitStack() as stack:
         base_urls: Mapping[str, tuple[str, ...]] = {}
+        history: LimitHistory | None = None
         if options.sandbox:
             rehearsed = await stack.enter_async_context(rehearsal(accounts))
             base_urls, environ = rehearsed.base_urls, rehearsed.environ
+        elif any(a.limits.requests is not None for a in accounts):
+            history = stack.enter_context(LimitHistory.open(history_path(options.environ)))
         providers: dict[str, Provider] = {}
         for account in accounts:
             context = ProviderContext(
                 account=account,
-                limiter=Limiter(account.limits),
+                limiter=_limiter(account, history, environ),
                 stats=stats.account(account.name),
                 events=events,
                 retry=options.retry,
@@ -178,6 +182,24 @@ async def _schedule(
                 tg.start_soon(_deadline, stop, options.deadline)
             await scheduler.run(todo)
             tg.cancel_scope.cancel()
+        if history is not None and history.failures:
+            outcomes.warn(
+                f"{history.failures} request starts could not be written to {history.path}; "
+                "the next run may start faster than the plan allows at first"
+            )
+
+
+def _limiter(account: Account, history: LimitHistory | None, environ: Mapping[str, str]) -> Limiter:
+    """The account's limiter, seeded with the starts earlier runs made in the current window."""
+    window = account.limits.per_seconds
+    if history is None or account.limits.requests is None or not window:
+        return Limiter(account.limits)
+    secret = "\n".join(environ.get(var, "") for _, var in sorted(account.credentials.items()))
+    identity = account_identity(account.kind, account.base_urls, secret)
+    offset = time.time() - time.monotonic()  # wall clock − the limiter's clock
+    limiter = Limiter(account.limits, log=history.log_for(identity, window, offset))
+    limiter.remember([at - offset for at in history.recent(identity, window)])
+    return limiter
 
 
 async def _assemble(

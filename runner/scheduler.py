@@ -11,7 +11,6 @@ The scheduler never sees HTTP: it talks to `Provider`s and reacts to the error t
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 
@@ -98,19 +97,26 @@ class Scheduler:
     async def _process(self, provider: Provider, segment: Segment) -> None:
         outcomes = self.outcomes
         stats = outcomes.stats.account(segment.account)
-        for attempt in range(1, VERIFY_ATTEMPTS + 1):
+        corrupt = refused = 0
+        while corrupt < VERIFY_ATTEMPTS:
             try:
                 audio = await provider.synthesize(outcomes.request(segment, provider.paid))
                 await outcomes.keep(segment, audio)
                 return
             except (CorruptResult, AudioError) as exc:
                 stats.re_requests += 1  # the bad result may have been paid for
-                outcomes.retrying(segment, "corrupt", str(exc), attempt)
+                corrupt += 1
+                outcomes.retrying(segment, "corrupt", str(exc), corrupt)
             except RateLimited as exc:  # adapters without their own handling
                 stats.rate_limited += 1
-                wait = exc.retry_after if exc.retry_after is not None else 5.0
-                provider.context.limiter.pause_until(time.monotonic() + wait)
-                outcomes.retrying(segment, "rate_limited", str(exc), attempt)
+                refused += 1
+                provider.context.limiter.throttled(
+                    exc.retry_after if exc.retry_after is not None else 5.0
+                )
+                if refused >= provider.context.retry.rate_limited_attempts:
+                    outcomes.defer(segment, f"refused for its rate {refused} times: {exc}")
+                    return
+                outcomes.retrying(segment, "rate_limited", str(exc), refused)
             except TransientError as exc:
                 outcomes.defer(segment, str(exc))
                 return

@@ -234,3 +234,70 @@ async def test_downloads_by_expiry_then_polls_then_new_work() -> None:
                 await clock.sleep(0)  # let it queue before the next one arrives
         done.set()
     assert served == ["first", "download-soon", "download-late", "poll", "submit-a", "submit-b"]
+
+
+def test_repeated_429s_stretch_the_window_and_quiet_windows_shrink_it_back() -> None:
+    clock = VirtualClock()
+    limiter = Limiter(Limits(requests=10, per_seconds=10.0), clock=clock, margin=0)
+    limiter.throttled(1.0)
+    assert limiter.stretch() == 1.0  # one 429: a pause, not a slowdown
+    assert limiter.next_start() == 1.0
+    clock.now = 5.0
+    limiter.throttled(1.0)  # again within two windows: slower
+    assert limiter.stretch() == pytest.approx(1.25)
+    for _ in range(10):
+        limiter.throttled(0.0)
+    assert limiter.stretch() == 4.0  # capped
+    clock.now = 5.0 + 10.0 * 1.5  # within one quiet window of the last: unchanged
+    assert limiter.stretch() == 4.0
+    clock.now = 5.0 + 10.0 * 2  # a whole window quiet after the first: one step of recovery
+    assert limiter.stretch() == pytest.approx(4.0 * 0.9)
+    clock.now = 5.0 + 10.0 * 200
+    assert limiter.stretch() == 1.0
+    assert limiter.throttles == 12
+
+
+@pytest.mark.anyio
+async def test_a_stretched_window_lowers_the_rate_and_never_breaches_the_plan() -> None:
+    clock = VirtualClock()
+    limiter = Limiter(Limits(requests=4, per_seconds=2.0), clock=clock, sleep=clock.sleep, margin=0)
+    limiter.throttled(0.0)
+    limiter.throttled(0.0)  # stretch 1.25: windows of 2.5 s
+    starts: list[float] = []
+    done = anyio.Event()
+
+    async def one() -> None:
+        async with limiter.slot():
+            starts.append(clock.now)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(clock.drive, done)
+        async with anyio.create_task_group() as inner:
+            for _ in range(12):
+                inner.start_soon(one)
+        done.set()
+    assert _max_in_window(starts, 2.5) == 4
+    assert starts[4] == pytest.approx(2.5)
+    assert starts[-1] < 2.5 * 2 + 0.01  # shrinking back was not due within this short burst
+
+
+def test_every_request_is_logged_when_it_leaves_and_again_when_its_reply_came() -> None:
+    log: list[tuple[str, int, float]] = []
+    clock = VirtualClock(now=3.0)
+
+    class Log:
+        def started(self, at: float) -> int:
+            log.append(("started", len(log) + 1, at))
+            return len(log)
+
+        def finished(self, handle: int, at: float) -> None:
+            log.append(("finished", handle, at))
+
+    limiter = Limiter(Limits(requests=5, per_seconds=1.0), clock=clock, log=Log())
+
+    async def one() -> None:
+        async with limiter.slot():
+            clock.now = 3.25
+
+    anyio.run(one)
+    assert log == [("started", 1, 3.0), ("finished", 1, 3.25)]

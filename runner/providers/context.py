@@ -27,6 +27,7 @@ class RetryPolicy:
     attempts: int = 4  #: tries of one call before giving up for this run
     base_delay: float = 0.5  #: seconds; the backoff window doubles on each retry
     max_delay: float = 20.0
+    rate_limited_attempts: int = 8  #: 429s in a row on one call before leaving it for later
 
 
 @dataclass

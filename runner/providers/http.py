@@ -148,11 +148,14 @@ class Http:
     async def retrying(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
         """Run `operation`, retrying transient failures with backoff and waiting out 429s.
 
-        A 429 (RateLimited) pauses the whole account for the time the server asked, then the
-        operation is tried again; it does not use up a transient attempt.
+        A 429 (RateLimited) pauses the whole account for the time the server asked (and slows
+        it when repeated), then the operation is tried again; it does not use up a transient
+        attempt. Refused that way `rate_limited_attempts` times in a row, it gives up with a
+        TransientError: the segment is left for later instead of spinning.
         """
         policy = self.context.retry
         stats = self.context.stats
+        in_a_row = 0
         while True:
             try:
                 async for attempt in AsyncRetrying(
@@ -168,14 +171,20 @@ class Http:
                         return await operation()
             except RateLimited as exc:
                 stats.rate_limited += 1
+                in_a_row += 1
                 wait = exc.retry_after if exc.retry_after is not None else policy.max_delay
-                self.context.limiter.pause_until(time.monotonic() + wait)
+                self.context.limiter.throttled(wait)
                 self.context.events.emit(
                     "rate_limited",
                     account=self.context.account.name,
                     wait=round(wait, 3),
                     message=str(exc),
                 )
+                if in_a_row >= policy.rate_limited_attempts:
+                    raise TransientError(
+                        f"{what}: refused for its rate {in_a_row} times in a row ({exc})",
+                        account=self.context.account.name,
+                    ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _retrying(self, outcome: Any, what: str) -> None:

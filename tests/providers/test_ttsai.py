@@ -63,7 +63,7 @@ def config(
 ) -> SandboxConfig:
     ttsai = TTSAIConfig(
         accounts=accounts,
-        plans={"tiny": TINY, "short": Plan(60, 60.0, 5, max_chars=50)},
+        plans={"tiny": TINY, "short": Plan(60, 60.0, 5, max_chars=50), **extra.pop("plans", {})},  # type: ignore[dict-item]
         faults=faults or FaultConfig(),
         **extra,  # type: ignore[arg-type]
     )
@@ -612,3 +612,48 @@ def test_a_refused_key_never_appears_in_output_state_or_files(tmp_path: Path) ->
     assert any(p.name.startswith("state.db") for p in files)
     for path in files:
         assert canary.encode() not in path.read_bytes(), path
+
+
+def _short_book(directory: Path, url: str, prose: str) -> None:
+    texts = [s.strip() + "." for s in prose.split(".") if s.strip()]
+    assert len(texts) == 8
+    directory.mkdir()
+    lines = [
+        "output: {dir: out}",
+        "providers:",
+        f'  t: {{kind: ttsai, base_url: "{url}", api_key_env: MY_TTSAI_KEY,'
+        " limits: {requests: 8, per_seconds: 6, concurrent: 4}}",
+        "voices:",
+        "  bella: {provider: t, model: kokoro, voice: af_bella}",
+        "texts:",
+        *(f"  - {{id: t{i}, text: {text!r}}}" for i, text in enumerate(texts)),
+    ]
+    (directory / "book.yaml").write_text("\n".join(lines) + "\n")
+
+
+def test_back_to_back_runs_share_the_accounts_window_and_are_never_refused(
+    tmp_path: Path,
+) -> None:
+    """Two cron jobs on one account, one right after the other: the second starts with the
+    first one's window, so the server never refuses it. A run that forgot the history (an
+    empty TTS_RUNNER_HOME) bursts into the same window and is refused: the control."""
+    window = Plan(requests=8, per_seconds=6.0, concurrent=4, max_chars=5_000)
+    account = AccountConfig(label="cron", credentials=(KEY,), plan="cron")
+    env = {"MY_TTSAI_KEY": KEY}
+    with SandboxThread(config(account, plans={"cron": window})) as box:
+        for name, seed in (("first", 1), ("second", 2)):
+            _short_book(tmp_path / name, box.urls["ttsai"], english_prose(8, seed=seed))
+            done = tts_runner("run", "book.yaml", cwd=tmp_path / name, env=env)
+            assert done.code == 0, done.stderr
+        shared = box.summary(window.per_seconds, provider="ttsai", account="cron")
+        box_entries = [(round(e.started_at, 2), e.status) for e in box.ledger("ttsai", "cron")]
+        _short_book(tmp_path / "forgetful", box.urls["ttsai"], english_prose(8, seed=3))
+        fresh = {**env, "TTS_RUNNER_HOME": str(tmp_path / "empty-home")}
+        done = tts_runner("run", "book.yaml", cwd=tmp_path / "forgetful", env=fresh)
+        assert done.code == 0, done.stderr
+        control = box.summary(window.per_seconds, provider="ttsai", account="cron")
+        assert box.deviations("ttsai") == ()
+    assert shared.requests == 16, str(box_entries)
+    assert shared.throttled == 0
+    assert shared.max_starts_in_window <= window.requests
+    assert control.throttled > 0  # without the shared history the plan is breached
