@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from runner import __version__
-from runner.cli import inspect, run
+from runner.cli import accounts, inspect, run
 from runner.errors import DiskFull, ManifestError, RunnerError, StateError, StateLocked, UsageError
 
 __all__ = ["main"]
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     inspect.add_commands(commands)
     run.add_commands(commands)
+    accounts.add_commands(commands)
     return parser
 
 
