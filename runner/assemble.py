@@ -1,30 +1,44 @@
-"""Assembly: a chapter's verified segments, joined with deliberate pauses, into one output file.
+"""Assembly: a chapter's verified segments, joined with deliberate pauses, normalised, and
+encoded into one output file; and, with `output.book`, the whole book as one file.
 
 A chapter is rebuilt only when its fingerprint changes: the hash of its segments' audio (by
-content), their paragraph layout, and the output settings. The output is written atomically
-and streamed segment by segment, so memory does not grow with the chapter's length.
+content), their paragraph layout, every output setting and the gain normalisation chose. The
+output is written atomically and streamed segment by segment (runner/levels.py renders,
+runner/encode.py encodes), so memory does not grow with the chapter's or the book's length.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
-import wave
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-import numpy as np
-
-from runner.audio import Samples, decode
+from runner.audio import Samples
+from runner.encode import ACX_MP3_BIT_RATE, Encoder, Tags
 from runner.fsutil import atomic_file, atomic_write
+from runner.levels import chapter_gains, chapter_rate, content_fingerprint, render
+from runner.loudness import Gain
 from runner.manifest.model import Manifest
 from runner.plan import Chapter, canonical_json
 from runner.store import ChapterRow, SegmentRow
 
-__all__ = ["AssembledChapter", "assemble_chapter", "chapter_fingerprint", "write_index"]
+__all__ = [
+    "AssembledChapter",
+    "Built",
+    "assemble_book",
+    "assemble_chapter",
+    "book_path",
+    "chapter_fingerprint",
+    "chapter_gains",
+    "write_index",
+]
+
+Rows = Mapping[str, SegmentRow]
+Built = tuple[Path, float, str]  #: (path, duration in seconds, sha256)
 
 
 @dataclass(frozen=True)
@@ -36,23 +50,38 @@ class AssembledChapter:
     rebuilt: bool
 
 
+def _settings(manifest: Manifest) -> dict[str, object]:
+    """Every output setting that shapes a file's bytes (the directory only places it)."""
+    out = manifest.output
+    cover = hashlib.sha256(out.cover.read_bytes()).hexdigest() if out.cover else None
+    return {
+        "format": out.format,
+        "pauses": [out.pause_ms, out.paragraph_pause_ms, out.chapter_pause_ms],
+        "sample_rate": out.sample_rate,
+        "loudness": [out.loudness, out.loudness_window, out.peak_dbfs, out.normalize, out.preset],
+        "tags": [manifest.name, out.author, out.narrator, cover],
+    }
+
+
 def chapter_fingerprint(
-    manifest: Manifest, chapter: Chapter, rows: Mapping[str, SegmentRow]
+    manifest: Manifest, chapter: Chapter, rows: Rows, gain: Gain | None = None
 ) -> str:
+    rate = chapter_rate(manifest.output, chapter, rows)
     document = {
-        "format": manifest.output.format,
-        "pause_ms": manifest.output.pause_ms,
-        "paragraph_pause_ms": manifest.output.paragraph_pause_ms,
-        "segments": [
-            [rows[s.key].sha256, paragraph]
-            for s, paragraph in zip(chapter.segments, chapter.paragraphs, strict=True)
-        ],
+        "audio": content_fingerprint(manifest, chapter, rows, rate),
+        "title": chapter.text.title,
+        "settings": _settings(manifest),
+        "gain_db": gain.db if gain else None,
     }
     return hashlib.sha256(canonical_json(document).encode()).hexdigest()
 
 
 def output_path(manifest: Manifest, chapter: Chapter) -> Path:
     return manifest.output.dir / f"{chapter.id}.{manifest.output.format}"
+
+
+def book_path(manifest: Manifest) -> Path:
+    return manifest.output.dir / f"{manifest.name}.{manifest.output.format}"
 
 
 def is_current(previous: ChapterRow | None, fingerprint: str, path: Path) -> bool:
@@ -63,56 +92,91 @@ def is_current(previous: ChapterRow | None, fingerprint: str, path: Path) -> boo
 
 
 def assemble_chapter(
-    manifest: Manifest, chapter: Chapter, rows: Mapping[str, SegmentRow], state_dir: Path
-) -> tuple[Path, float, str]:
-    """Write the chapter file (blocking). Returns (path, duration in seconds, sha256)."""
+    manifest: Manifest, chapter: Chapter, rows: Rows, state_dir: Path, gain: Gain | None = None
+) -> Built:
+    """Write the chapter file (blocking). `gain` comes from `chapter_gains` (measured here
+    when not given)."""
+    if gain is None:
+        gain = chapter_gains(manifest, [(chapter, rows)], state_dir)[chapter.id]
     path = output_path(manifest, chapter)
-    rate = _chapter_rate(chapter, rows)
-    frames = 0
-    with atomic_file(path) as f, wave.open(f, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        previous_paragraph: int | None = None
-        for segment, paragraph in zip(chapter.segments, chapter.paragraphs, strict=True):
-            if previous_paragraph is not None:
-                pause = manifest.output.pause_ms
-                if paragraph != previous_paragraph:
-                    pause = manifest.output.paragraph_pause_ms
-                silence = int(rate * pause / 1000)
-                out.writeframes(bytes(2 * silence))
-                frames += silence
-            previous_paragraph = paragraph
-            row = rows[segment.key]
-            assert row.path is not None
-            samples = _load(state_dir / row.path, rate)
-            out.writeframes(_to_pcm16(samples))
-            frames += len(samples)
-    return path, frames / rate, _sha256_file(path)
+    rate = chapter_rate(manifest.output, chapter, rows)
+    title = chapter.text.title or chapter.id
+    marks = (title,) if manifest.output.format == "m4b" else ()
+    with atomic_file(path) as f:
+        encoder = Encoder(
+            f, manifest.output.format, rate, _tags(manifest, title, marks), **_opts(manifest)
+        )
+        with encoder:
+            encoder.mark()
+            for chunk in _gained(render(manifest, chapter, rows, state_dir, rate), gain):
+                encoder.write(chunk)
+    return path, encoder.frames / rate, _sha256_file(path)
 
 
-def _chapter_rate(chapter: Chapter, rows: Mapping[str, SegmentRow]) -> int:
-    """The highest sample rate among the chapter's segments: nothing is downsampled."""
-    return max(rows[s.key].sample_rate or 0 for s in chapter.segments) or 22050
+def assemble_book(
+    manifest: Manifest,
+    complete: Sequence[tuple[Chapter, Rows]],
+    state_dir: Path,
+    gains: Mapping[str, Gain],
+) -> tuple[Built, bool]:
+    """Write `<name>.<format>`: every chapter in order, each with its gain, one chapter mark
+    per text (blocking). Returns the file and whether it was rebuilt; an unchanged book is
+    left alone."""
+    out = manifest.output
+    rate = out.sample_rate or max(chapter_rate(out, c, rows) for c, rows in complete)
+    fingerprint = hashlib.sha256(
+        canonical_json(
+            {
+                "rate": rate,
+                "chapters": [chapter_fingerprint(manifest, c, r, gains[c.id]) for c, r in complete],
+            }
+        ).encode()
+    ).hexdigest()
+    path = book_path(manifest)
+    record = (
+        state_dir / "books" / f"{hashlib.sha256(str(manifest.path).encode()).hexdigest()[:16]}.json"
+    )
+    try:
+        known = json.loads(record.read_text(encoding="utf-8"))
+        if (
+            known["fingerprint"] == fingerprint
+            and path.is_file()
+            and _sha256_file(path) == known["sha256"]
+        ):
+            return (path, float(known["duration"]), str(known["sha256"])), False
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    titles = tuple(c.text.title or c.id for c, _ in complete)
+    with atomic_file(path) as f:
+        encoder = Encoder(
+            f, out.format, rate, _tags(manifest, manifest.name, titles), **_opts(manifest)
+        )
+        with encoder:
+            for chapter, rows in complete:
+                encoder.mark()
+                samples = render(manifest, chapter, rows, state_dir, rate)
+                for chunk in _gained(samples, gains[chapter.id]):
+                    encoder.write(chunk)
+    built = (path, encoder.frames / rate, _sha256_file(path))
+    document = {"fingerprint": fingerprint, "duration": built[1], "sha256": built[2]}
+    atomic_write(record, json.dumps(document).encode())
+    return built, True
 
 
-def _load(path: Path, rate: int) -> Samples:
-    samples, source_rate = decode(path.read_bytes(), path.suffix[1:])
-    return samples if source_rate == rate else resample(samples, source_rate, rate)
+def _gained(chunks: Iterator[Samples], gain: Gain) -> Iterator[Samples]:
+    factor = gain.factor
+    for chunk in chunks:
+        yield chunk if factor == 1.0 else (chunk * factor).astype(chunk.dtype)
 
 
-def resample(samples: Samples, source_rate: int, rate: int) -> Samples:
-    """Band-limited resampling through FFmpeg's swresample."""
-    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
-    frame.sample_rate = source_rate
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-    parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-    parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+def _tags(manifest: Manifest, title: str, marks: tuple[str, ...]) -> Tags:
+    out = manifest.output
+    return Tags(title, manifest.name, out.author, out.narrator, out.cover, marks)
 
 
-def _to_pcm16(samples: Samples) -> bytes:
-    return (np.clip(samples, -1.0, 1.0) * 32767).round().astype("<i2").tobytes()
+def _opts(manifest: Manifest) -> dict[str, int]:
+    acx_mp3 = manifest.output.preset == "acx" and manifest.output.format == "mp3"
+    return {"bit_rate": ACX_MP3_BIT_RATE} if acx_mp3 else {}
 
 
 def _sha256_file(path: Path) -> str:
@@ -132,9 +196,14 @@ def chapter_row(
     )
 
 
-def write_index(manifest: Manifest, chapters: list[tuple[Chapter, ChapterRow | None]]) -> Path:
+def write_index(
+    manifest: Manifest,
+    chapters: list[tuple[Chapter, ChapterRow | None]],
+    gains: Mapping[str, Gain] | None = None,
+    book: Built | None = None,
+) -> Path:
     """`index.json` beside the chapters: what each file holds. Deterministic for equal input."""
-    entries = []
+    entries: list[dict[str, object]] = []
     for chapter, row in chapters:
         voices = sorted({chapter.text.voice})
         accounts = sorted({s.account for s in chapter.segments})
@@ -151,7 +220,36 @@ def write_index(manifest: Manifest, chapters: list[tuple[Chapter, ChapterRow | N
                 "segments": [s.key for s in chapter.segments],
             }
         )
-    document = {"name": manifest.name, "manifest": str(manifest.path), "chapters": entries}
+        gain = (gains or {}).get(chapter.id)
+        if gain is not None:
+            entries[-1]["loudness"] = _loudness_entry(gain)
+    document: dict[str, object] = {
+        "name": manifest.name,
+        "manifest": str(manifest.path),
+        "chapters": entries,
+    }
+    if book is not None:
+        document["book"] = {
+            "file": book[0].name,
+            "duration": round(book[1], 3),
+            "sha256": book[2],
+        }
     path = manifest.output.dir / "index.json"
     atomic_write(path, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())
     return path
+
+
+def _loudness_entry(gain: Gain) -> dict[str, object]:
+    """Loudness figures for people (and the report): LUFS and dB to 0.01, None for silence."""
+
+    def figure(x: float) -> float | None:
+        return round(x, 2) if math.isfinite(x) else None
+
+    return {
+        "measured_lufs": figure(gain.measured),
+        "lufs": figure(gain.result),
+        "gain_db": figure(gain.db),
+        "peak_dbfs": figure(gain.peak_dbfs),
+        "peak_limited": gain.limited,
+        "in_window": gain.in_window,
+    }

@@ -20,7 +20,16 @@ import numpy.typing as npt
 
 from runner.errors import AudioError
 
-__all__ = ["AudioInfo", "check_plausible", "decode", "pcm_to_wav", "probe"]
+__all__ = [
+    "AudioInfo",
+    "Samples",
+    "check_not_noise",
+    "check_plausible",
+    "decode",
+    "pcm_to_wav",
+    "probe",
+    "resample",
+]
 
 #: Speech takes between these many seconds per character (Chinese is slowest, clipped English
 #: fastest); outside them, with slack for very short texts, the audio is not this text.
@@ -28,6 +37,10 @@ MIN_SECONDS_PER_CHAR: Final = 0.01
 MAX_SECONDS_PER_CHAR: Final = 1.5
 SLACK_SECONDS: Final = 5.0
 _STREAMING_SIZES: Final = (0, 0xFFFFFFFF)  # "unknown length" as written by streaming servers
+#: White noise crosses zero on about half of its samples, speech on far fewer (only sibilants
+#: come near); loud and that busy is noise, not a voice.
+NOISE_ZERO_CROSSINGS: Final = 0.35
+NOISE_RMS: Final = 0.1  #: of full scale (−20 dBFS)
 
 Samples = npt.NDArray[np.float32]
 
@@ -55,13 +68,18 @@ class _WavLayout:
 
 
 def _wav_layout(data: bytes) -> _WavLayout:
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RF64") or data[8:12] != b"WAVE":
         raise AudioError("not a WAV file (no RIFF/WAVE header)")
     fmt: tuple[int, int, int, int] | None = None
+    data_size64: int | None = None  # RF64 (EBU Tech 3306): the real size is in `ds64`
     pos = 12
     while pos + 8 <= len(data):
         chunk_id, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
         body = pos + 8
+        if chunk_id == b"ds64" and data[:4] == b"RF64" and body + 16 <= len(data):
+            data_size64 = struct.unpack_from("<Q", data, body + 8)[0]
+        elif chunk_id == b"data" and size == 0xFFFFFFFF and data_size64 is not None:
+            size = data_size64
         if chunk_id == b"fmt ":
             if size < 16 or body + 16 > len(data):
                 raise AudioError("WAV format chunk is cut short")
@@ -149,6 +167,33 @@ def _wav_samples(raw: bytes, layout: _WavLayout) -> Samples:
     if layout.channels > 1:
         samples = samples.reshape(-1, layout.channels).mean(axis=1).astype(np.float32)
     return samples
+
+
+def resample(samples: Samples, source_rate: int, rate: int) -> Samples:
+    """Band-limited resampling through FFmpeg's swresample (one piece, not a stream)."""
+    if source_rate == rate or len(samples) == 0:
+        return samples
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = source_rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+
+def check_not_noise(samples: Samples) -> None:
+    """Raise AudioError when `samples` are loud white noise rather than speech: a zero-crossing
+    rate above 0.35 together with an RMS above 0.1 of full scale."""
+    if len(samples) < 2:
+        return
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    signs = np.signbit(samples)
+    crossings = float(np.count_nonzero(signs[1:] != signs[:-1])) / (len(samples) - 1)
+    if crossings > NOISE_ZERO_CROSSINGS and rms > NOISE_RMS:
+        raise AudioError(
+            f"the audio is noise, not speech: it crosses zero on {crossings:.0%} of its samples "
+            f"at an RMS of {rms:.2f} of full scale (speech: under {NOISE_ZERO_CROSSINGS:.0%})"
+        )
 
 
 def _decode_compressed(data: bytes, fmt: str) -> tuple[Samples, int]:

@@ -16,8 +16,10 @@ import anyio
 import anyio.to_thread
 
 from runner.assemble import (
+    assemble_book,
     assemble_chapter,
     chapter_fingerprint,
+    chapter_gains,
     chapter_row,
     is_current,
     output_path,
@@ -206,17 +208,25 @@ async def _assemble(
     manifest: Manifest, plan: Plan, store: Store, directory: Path, events: Events, result: RunResult
 ) -> None:
     index: list[tuple[Chapter, ChapterRow | None]] = []
+    complete = []  # chapters whose segments are all done, with their rows
     for chapter in plan.chapters:
         rows = store.rows(s.key for s in chapter.segments)
-        if not all(rows[s.key].state == SegmentState.DONE for s in chapter.segments):
+        if all(rows[s.key].state == SegmentState.DONE for s in chapter.segments):
+            complete.append((chapter, rows))
+    # loudness is normalised per chapter or per book, so gains are known before any is written
+    gains = await anyio.to_thread.run_sync(chapter_gains, manifest, complete, directory)
+    done = {chapter.id: rows for chapter, rows in complete}
+    for chapter in plan.chapters:
+        if chapter.id not in done:
             index.append((chapter, None))
             continue
-        fingerprint = chapter_fingerprint(manifest, chapter, rows)
+        rows, gain = done[chapter.id], gains[chapter.id]
+        fingerprint = chapter_fingerprint(manifest, chapter, rows, gain)
         previous = store.chapter(str(manifest.path), chapter.id)
         path = output_path(manifest, chapter)
         if not await anyio.to_thread.run_sync(is_current, previous, fingerprint, path):
             built = await anyio.to_thread.run_sync(
-                assemble_chapter, manifest, chapter, rows, directory
+                assemble_chapter, manifest, chapter, rows, directory, gain
             )
             previous = chapter_row(manifest, chapter, fingerprint, built)
             store.save_chapter(previous)
@@ -226,7 +236,14 @@ async def _assemble(
             )
         result.chapters_complete += 1
         index.append((chapter, previous))
-    result.index = await anyio.to_thread.run_sync(write_index, manifest, index)
+    book = None
+    if manifest.output.book and complete and len(complete) == len(plan.chapters):
+        book, rebuilt = await anyio.to_thread.run_sync(
+            assemble_book, manifest, complete, directory, gains
+        )
+        if rebuilt:
+            events.emit("book_written", path=str(book[0]), seconds=round(book[1], 3))
+    result.index = await anyio.to_thread.run_sync(write_index, manifest, index, gains, book)
 
 
 async def _shielded(close: Callable[[], Awaitable[None]]) -> None:

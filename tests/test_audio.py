@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 
-from runner.audio import check_plausible, decode, pcm_to_wav, probe
+from runner.audio import check_not_noise, check_plausible, decode, pcm_to_wav, probe, resample
 from runner.cache import Cache
 from runner.errors import AudioError
 from runner.fsutil import atomic_file
@@ -119,3 +119,39 @@ def test_atomic_file_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
         crash_mid_write()
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_loud_white_noise_is_not_speech() -> None:
+    rng = np.random.default_rng(11)
+    noise = (0.3 * rng.standard_normal(22050)).clip(-1, 1).astype(np.float32)
+    with pytest.raises(AudioError, match="noise, not speech"):
+        check_not_noise(noise)
+    check_not_noise((noise * 0.1).astype(np.float32))  # a quiet hiss under speech: allowed
+    voice = (np.frombuffer(_tone(1.0), "<i2") / 32768).astype(np.float32)  # 220 Hz, loud
+    check_not_noise(voice)
+    # speech is voiced most of the time: sibilant bursts alone do not make it noise
+    sibilant = noise.copy()
+    sibilant[: 22050 * 3 // 4] = voice[: 22050 * 3 // 4]
+    check_not_noise(sibilant)
+
+
+def test_rf64_wav_decodes() -> None:
+    pcm = _tone(0.5)
+    data = pcm_to_wav(pcm, 22050)
+    # the same samples with an RF64 header: sizes in ds64, 0xFFFFFFFF in the 32-bit fields
+    ds64 = b"ds64" + struct.pack("<IQQQI", 28, 36 + 36 + len(pcm), len(pcm), len(pcm) // 2, 0)
+    rf64 = b"RF64" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + ds64 + data[12:36]
+    rf64 += b"data" + struct.pack("<I", 0xFFFFFFFF) + pcm
+    samples, rate = decode(rf64, "wav")
+    assert rate == 22050
+    assert np.array_equal(samples, decode(data, "wav")[0])
+    with pytest.raises(AudioError, match="cut short"):  # its ds64 size still catches a cut
+        probe(rf64[:-100], "wav")
+
+
+def test_resampling_keeps_duration_and_pitch() -> None:
+    voice = (np.frombuffer(_tone(1.0, 16000), "<i2") / 32768).astype(np.float32)
+    up = resample(voice, 16000, 44100)
+    assert len(up) == pytest.approx(44100, abs=50)
+    spectrum = np.abs(np.fft.rfft(up * np.hanning(len(up))))
+    assert np.argmax(spectrum) * 44100 / len(up) == pytest.approx(220, abs=2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from runner.errors import ManifestError, Problem
 from runner.manifest.accounts import IMPLICIT_LOCAL, account_kinds, check_accounts
@@ -20,8 +21,29 @@ from runner.manifest.yamlpos import Node, parse_yaml, read_text_file
 __all__ = ["load_manifest", "load_manifests"]
 
 TOP_KEYS = ("version", "name", "output", "providers", "voices", "defaults", "texts")
-OUTPUT_KEYS = ("dir", "format", "pause_ms", "paragraph_pause_ms")
-OUTPUT_FORMATS = ("wav",)
+OUTPUT_KEYS = (
+    "dir",
+    "format",
+    "pause_ms",
+    "paragraph_pause_ms",
+    "chapter_pause_ms",
+    "sample_rate",
+    "loudness",
+    "normalize",
+    "book",
+    "author",
+    "narrator",
+    "cover",
+)
+OUTPUT_FORMATS = ("wav", "flac", "mp3", "m4b")
+#: Rates every output encoder takes (mp3 is the narrowest).
+SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+LOUDNESS_RANGE = (-40.0, -5.0)  #: LUFS targets accepted for `output.loudness`
+#: `loudness: acx`: ACX asks for −23 to −18 LUFS and peaks at most −3 dBFS; aim at the middle.
+ACX = {"loudness": -20.0, "loudness_window": (-23.0, -18.0), "peak_dbfs": -3.0, "preset": "acx"}
+#: The ceiling for a plain LUFS target: EBU R128's −1 dBTP, applied to the sample peak.
+DEFAULT_PEAK_DBFS = -1.0
+_IMAGE_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 
 
 def load_manifests(
@@ -121,33 +143,88 @@ def _check_manifest(
 
 
 def _check_output(c: Checker, node: Node | None, base: Path, name: str) -> Output | None:
-    values: dict[str, object] = {
-        "dir": "out",
-        "format": "wav",
-        "pause_ms": 300,
-        "paragraph_pause_ms": 800,
-    }
+    # checked values are Output's fields by name; what no check passed keeps Output's default
+    values: dict[str, Any] = {"dir": "out", "format": "wav", "pause_ms": 300}
+    values["paragraph_pause_ms"] = 800
     if node is not None:
         items = c.mapping(node, "output")
         if items is None:
             return None
         c.keys(node, "`output`", OUTPUT_KEYS)
-        checks: dict[str, Callable[[Node], object]] = {
-            "dir": lambda n: c.string(n, "output.dir"),
-            "format": lambda n: c.choice(n, "output.format", OUTPUT_FORMATS),
-            "pause_ms": lambda n: c.integer(n, "output.pause_ms", 0, 60_000),
-            "paragraph_pause_ms": lambda n: c.integer(n, "output.paragraph_pause_ms", 0, 60_000),
-        }
         ok = True
-        for key, check in checks.items():
+        for key, check in _output_checks(c, base).items():
             if key in items:
                 value = check(items[key])
                 ok = ok and value is not None
                 values[key] = value
         if not ok:
             return None
-    directory = (base / Path(str(values["dir"])).expanduser()).resolve()
-    pause, paragraph = values["pause_ms"], values["paragraph_pause_ms"]
-    assert isinstance(pause, int)
-    assert isinstance(paragraph, int)
-    return Output(directory, str(values["format"]), pause, paragraph)
+    directory = (base / Path(str(values.pop("dir"))).expanduser()).resolve()
+    values.update(values.pop("loudness", {}))
+    return Output(directory, **values)
+
+
+def _output_checks(c: Checker, base: Path) -> dict[str, Callable[[Node], object]]:
+    def pause(key: str) -> Callable[[Node], object]:
+        return lambda n: c.integer(n, f"output.{key}", 0, 60_000)
+
+    return {
+        "dir": lambda n: c.string(n, "output.dir"),
+        "format": lambda n: c.choice(n, "output.format", OUTPUT_FORMATS),
+        "pause_ms": pause("pause_ms"),
+        "paragraph_pause_ms": pause("paragraph_pause_ms"),
+        "chapter_pause_ms": pause("chapter_pause_ms"),
+        "sample_rate": lambda n: c.choice(n, "output.sample_rate", SAMPLE_RATES),
+        "loudness": lambda n: _check_loudness(c, n),
+        "normalize": lambda n: c.choice(n, "output.normalize", ("chapter", "book")),
+        "book": lambda n: c.boolean(n, "output.book"),
+        "author": lambda n: c.string(n, "output.author"),
+        "narrator": lambda n: c.string(n, "output.narrator"),
+        "cover": lambda n: _check_cover(c, n, base),
+    }
+
+
+def _check_loudness(c: Checker, node: Node) -> dict[str, object] | None:
+    """`-18` (a LUFS target), `acx`, or `off` (YAML reads a bare `off` as false)."""
+    value = node.value
+    if value is False or value == "off":
+        return {"loudness": None}
+    if value == "acx":
+        return dict(ACX)
+    lo, hi = LOUDNESS_RANGE
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi:
+        return {"loudness": float(value), "peak_dbfs": DEFAULT_PEAK_DBFS}
+    shown = repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, (dict, list)) or value is None or value is True:
+        shown = node.kind
+    c.add(
+        node,
+        f"`output.loudness` is {shown}; it must be a target in LUFS from {lo:g} to {hi:g} "
+        "(e.g. -18, written without quotes or unit), `acx` (-23 to -18 LUFS, peaks at most "
+        "-3 dBFS) or `off`",
+    )
+    return None
+
+
+def _check_cover(c: Checker, node: Node, base: Path) -> Path | None:
+    written = c.string(node, "output.cover")
+    if written is None:
+        return None
+    path = (base / Path(written).expanduser()).resolve()
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        c.add(node, f"`output.cover`: file not found: {path}; give a JPEG or PNG image")
+        return None
+    except OSError as exc:
+        c.add(node, f"`output.cover`: cannot read {path}: {exc.strerror}")
+        return None
+    if not any(head.startswith(magic) for magic in _IMAGE_MAGIC):
+        c.add(
+            node,
+            f"`output.cover` must be a JPEG or PNG image; {written!r} is neither "
+            "(its first bytes are no image signature)",
+        )
+        return None
+    return path

@@ -48,10 +48,24 @@ class Text:
 
 @dataclass(frozen=True)
 class Output:
+    """Where chapters go and how they sound. Every field shapes the files, so every field is in
+    a chapter's fingerprint (runner/assemble.py): changing one rebuilds the chapters."""
+
     dir: Path  #: absolute
-    format: str
-    pause_ms: int  #: between segments of one paragraph
+    format: str  #: wav, flac, mp3 or m4b
+    pause_ms: int  #: between segments of one paragraph (audible end to audible start)
     paragraph_pause_ms: int  #: between paragraphs
+    chapter_pause_ms: int = 1000  #: silence at the start and at the end of every chapter
+    sample_rate: int | None = None  #: None: the highest rate among a chapter's segments
+    loudness: float | None = -18.0  #: integrated loudness target in LUFS; None: off
+    loudness_window: tuple[float, float] | None = None  #: acceptable range (the acx preset)
+    peak_dbfs: float = -1.0  #: sample-peak ceiling; gain is reduced rather than clip
+    normalize: str = "chapter"  #: "chapter" or "book": where one gain applies
+    preset: str = ""  #: "acx" when the acx preset chose loudness, peak and mp3 bitrate
+    book: bool = False  #: also write one whole-book file `<name>.<format>`
+    author: str | None = None
+    narrator: str | None = None
+    cover: Path | None = None  #: absolute; a JPEG or PNG image
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,137 @@
+"""A chapter's sound before it is written: its segments decoded, resampled to one rate, trimmed
+and joined (runner/seams.py), measured (runner/loudness.py), and the gain that normalises it.
+
+Normalisation is per chapter or per book, never per sentence: a sentence keeps its level
+relative to its neighbours, as the voice spoke it. Rendering is a generator that holds one
+segment at a time; it runs twice per chapter (measure, then write), so memory stays flat
+however long the chapter. Measurements are kept in the state directory under the hash of
+everything that shapes the unnormalised sound, so an unchanged chapter is not decoded again
+just to learn its loudness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runner.audio import Samples, decode, resample
+from runner.fsutil import atomic_file
+from runner.loudness import Floats, Gain, LoudnessMeter, gain_for, gated_loudness
+from runner.manifest.model import Manifest, Output
+from runner.plan import Chapter, canonical_json
+from runner.seams import SEAMS_VERSION, Seams, join
+from runner.store import SegmentRow
+
+__all__ = ["Level", "chapter_gains", "chapter_rate", "content_fingerprint", "measure", "render"]
+
+Rows = Mapping[str, SegmentRow]
+DEFAULT_RATE = 22050  #: for a chapter whose rows do not say (never the case for cached audio)
+
+
+@dataclass(frozen=True)
+class Level:
+    """A chapter's unnormalised loudness: 400 ms block powers and sample peak."""
+
+    rate: int
+    frames: int
+    peak: float
+    blocks: Floats
+
+    @property
+    def loudness(self) -> float:
+        return gated_loudness(self.blocks)
+
+
+def chapter_rate(output: Output, chapter: Chapter, rows: Rows) -> int:
+    """`output.sample_rate`, else the highest rate among the segments: nothing is downsampled."""
+    if output.sample_rate:
+        return output.sample_rate
+    return max(rows[s.key].sample_rate or 0 for s in chapter.segments) or DEFAULT_RATE
+
+
+def render(
+    manifest: Manifest, chapter: Chapter, rows: Rows, state_dir: Path, rate: int
+) -> Iterator[Samples]:
+    """The chapter at `rate`, before any gain, chunk by chunk."""
+    out = manifest.output
+    seams = Seams(rate, out.pause_ms, out.paragraph_pause_ms, out.chapter_pause_ms)
+    return join(_pieces(chapter, rows, state_dir, rate), seams)
+
+
+def _pieces(
+    chapter: Chapter, rows: Rows, state_dir: Path, rate: int
+) -> Iterator[tuple[Samples, int]]:
+    for segment, paragraph in zip(chapter.segments, chapter.paragraphs, strict=True):
+        row = rows[segment.key]
+        assert row.path is not None
+        path = state_dir / row.path
+        samples, source_rate = decode(path.read_bytes(), path.suffix[1:])
+        yield resample(samples, source_rate, rate), paragraph
+
+
+def content_fingerprint(manifest: Manifest, chapter: Chapter, rows: Rows, rate: int) -> str:
+    """The hash of everything that shapes the chapter's samples before normalisation."""
+    out = manifest.output
+    document = {
+        "seams": SEAMS_VERSION,
+        "rate": rate,
+        "pauses": [out.pause_ms, out.paragraph_pause_ms, out.chapter_pause_ms],
+        "segments": [
+            [rows[s.key].sha256, paragraph]
+            for s, paragraph in zip(chapter.segments, chapter.paragraphs, strict=True)
+        ],
+    }
+    return hashlib.sha256(canonical_json(document).encode()).hexdigest()
+
+
+def measure(manifest: Manifest, chapter: Chapter, rows: Rows, state_dir: Path) -> Level:
+    """The chapter's level at its own rate, from the state directory's record if it has one."""
+    rate = chapter_rate(manifest.output, chapter, rows)
+    key = content_fingerprint(manifest, chapter, rows, rate)
+    path = state_dir / "levels" / key[:2] / f"{key}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            stats, blocks = saved["stats"], saved["blocks"]
+        return Level(int(stats[0]), int(stats[1]), float(stats[2]), blocks)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        pass  # not measured yet, or a damaged record: measure again
+    meter = LoudnessMeter(rate)
+    for chunk in render(manifest, chapter, rows, state_dir, rate):
+        meter.feed(chunk)
+    level = Level(rate, meter.frames, meter.peak, meter.blocks())
+    with atomic_file(path) as f:
+        np.savez(f, stats=np.array([rate, meter.frames, meter.peak]), blocks=level.blocks)
+    return level
+
+
+def chapter_gains(
+    manifest: Manifest, complete: Sequence[tuple[Chapter, Rows]], state_dir: Path
+) -> dict[str, Gain]:
+    """The gain of every complete chapter: each its own (`normalize: chapter`), or one for all
+    (`normalize: book`, from the loudness of all their blocks together). Blocking."""
+    out = manifest.output
+    levels = {chapter.id: measure(manifest, chapter, rows, state_dir) for chapter, rows in complete}
+
+    def gain(loudness: float, peak: float) -> Gain:
+        return gain_for(loudness, peak, out.loudness, out.peak_dbfs, out.loudness_window)
+
+    if out.normalize == "book" and levels:
+        blocks = np.concatenate([level.blocks for level in levels.values()])
+        book = gain(gated_loudness(blocks), max(level.peak for level in levels.values()))
+        return {key: _share(level, book) for key, level in levels.items()}
+    return {key: gain(level.loudness, level.peak) for key, level in levels.items()}
+
+
+def _share(level: Level, book: Gain) -> Gain:
+    """The book's gain, as it lands on one chapter."""
+    peak_db = 20 * math.log10(level.peak) if level.peak > 0 else -math.inf
+    loudness = level.loudness
+    return Gain(
+        book.db, loudness, loudness + book.db, peak_db + book.db, book.limited, book.in_window
+    )
