@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.audio import AudioInfo, check_plausible, pcm_to_wav, probe
+from runner.audio import AudioInfo, check_not_noise, check_plausible, decode, pcm_to_wav, probe
 from runner.errors import AudioError
 from runner.fsutil import atomic_write
 from runner.providers.base import Audio
@@ -50,6 +50,7 @@ class Cache:
             data, fmt = pcm_to_wav(data, audio.sample_rate), "wav"
         info = probe(data, fmt)
         check_plausible(info, chars)
+        check_not_noise(decode(data, fmt)[0])  # a valid header over garbage samples
         path = self.path_for(key, fmt)
         atomic_write(path, data)
         return Cached(path, hashlib.sha256(data).hexdigest(), info)

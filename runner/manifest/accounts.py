@@ -5,6 +5,7 @@ Credentials never appear in these files, only the names of environment variables
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Final
@@ -133,11 +134,14 @@ def _check_account(c: Checker, name: str, node: Node, at: tuple[int, int]) -> Ac
                 options[key] = flag
     if not ok or limits is None or urls is None:
         return None
+    effective = effective_limits(kind, plan, limits)
+    if kind == "voxcpm" and limits.concurrent is None and len(urls) > 1:
+        effective = dataclasses.replace(effective, concurrent=len(urls))  # one per server
     return Account(
         name=name,
         kind=kind,
         plan=plan,
-        limits=effective_limits(kind, plan, limits),
+        limits=effective,
         base_urls=urls,
         credentials=credentials,
         options=options,

@@ -50,8 +50,8 @@ from runner.plan import DEFAULT_FORMAT
 from runner.plans import PlanPreset
 from runner.providers.base import Audio, Mode, Provider, Quota, Request, VoiceModel
 from runner.providers.context import ProviderContext
+from runner.providers.files import read_reference
 from runner.providers.http import Http, Reply, retry_after_seconds
-from runner.providers.voxcpm import looks_like_noise, read_reference
 
 __all__ = ["MODEL_TIERS", "TIER_CREDITS", "TTSAIProvider"]
 
@@ -188,8 +188,6 @@ class TTSAIProvider(Provider):
             problem = f"{ctype or 'no Content-Type'} instead of audio: {self._excerpt(reply)!r}"
         elif fmt in CONTENT_TYPES and ctype not in CONTENT_TYPES[fmt]:
             problem = f"{ctype} although {fmt} was asked for"
-        elif fmt == "wav" and await anyio.to_thread.run_sync(looks_like_noise, reply.body):
-            problem = "a WAV of white noise"
         if problem:
             raise CorruptResult(f"TTS.ai answered 200 with {problem}", account=self.account)
         return Audio(reply.body, fmt, cost=_number(reply.headers.get("x-credits-used")))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -31,16 +30,15 @@ from typing import ClassVar, Final
 
 import anyio
 import anyio.to_thread
-import numpy as np
 
-from runner.audio import decode
-from runner.errors import AudioError, CorruptResult, PermanentError, TransientError
+from runner.errors import CorruptResult, PermanentError, TransientError
 from runner.manifest.params import FileRef
 from runner.providers.base import Audio, Mode, Provider, Request
 from runner.providers.context import ProviderContext
+from runner.providers.files import read_reference
 from runner.providers.http import Http, Reply
 
-__all__ = ["PER_SERVER", "ServerPool", "VoxCPMProvider", "looks_like_noise", "read_reference"]
+__all__ = ["PER_SERVER", "ServerPool", "VoxCPMProvider"]
 
 DEFAULT_URL: Final = "http://127.0.0.1:5022"
 #: The vendor's own clients wait this long for one synthesis.
@@ -177,8 +175,6 @@ class VoxCPMProvider(Provider):
             raise CorruptResult(
                 f"{where} returned audio that is not valid base64 ({exc})", account=self.account
             ) from exc
-        if await anyio.to_thread.run_sync(looks_like_noise, wav):
-            raise CorruptResult(f"{where} returned a WAV of white noise", account=self.account)
         return wav
 
     async def _body(self, request: Request) -> dict[str, str]:
@@ -242,41 +238,3 @@ def _parse_reply(reply: Reply, server: Server, account: str) -> _Success:
 def _decode_base64(text: str) -> bytes:
     """Plain base64 or a data: URL; line breaks are tolerated, anything else is not."""
     return base64.b64decode(_SPACE.sub("", _DATA_URL.sub("", text, count=1)), validate=True)
-
-
-def read_reference(ref: FileRef, account: str) -> bytes:
-    """A reference recording's bytes, refused if it changed since the manifest named it: the
-    segment keys were computed from the hash the manifest saw. Blocking: run in a thread."""
-    try:
-        data = ref.path.read_bytes()
-    except OSError as exc:
-        raise PermanentError(
-            f"cannot read reference audio {ref.path}: {exc.strerror}", account=account
-        ) from exc
-    if hashlib.sha256(data).hexdigest() != ref.sha256:
-        raise PermanentError(
-            f"reference audio {ref.path} changed after the manifest was loaded; run again",
-            account=account,
-        )
-    return data
-
-
-#: Averages over a whole result: speech crosses zero far less often than white noise (~0.5 of
-#: samples) and is rarely louder than this RMS over its whole length.
-NOISE_CROSSINGS: Final = 0.35
-NOISE_RMS: Final = 0.1  # -20 dBFS
-
-
-def looks_like_noise(wav: bytes) -> bool:
-    """True for a WAV whose samples are loud white noise: a sound header over garbage samples
-    parses and has the right duration, so only its samples give it away. Blocking."""
-    try:
-        samples, _ = decode(wav, "wav")
-    except AudioError:
-        return False  # the cache's verification will say what is wrong with it
-    if samples.size < 2:
-        return False
-    negative = np.signbit(samples)
-    crossings = int(np.count_nonzero(negative[1:] != negative[:-1])) / (samples.size - 1)
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    return crossings > NOISE_CROSSINGS and rms > NOISE_RMS

@@ -295,11 +295,6 @@ def audio_reply(data: bytes, content_type: str = "audio/wav") -> web.Response:
     return web.Response(body=data, content_type=content_type, headers={"X-Credits-Used": "2"})
 
 
-def noise_wav() -> bytes:
-    rng = np.random.default_rng(1)
-    return make_wav(1.0)[:44] + rng.integers(0, 256, 32_000, dtype=np.uint8).tobytes()
-
-
 MALFORMED: list[tuple[str, Callable[[], web.Response], str, type[ProviderError], str]] = [
     (
         "html-200",
@@ -323,7 +318,6 @@ MALFORMED: list[tuple[str, Callable[[], web.Response], str, type[ProviderError],
         CorruptResult,
         "audio/wav although mp3 was asked for",
     ),
-    ("noise", lambda: audio_reply(noise_wav()), "wav", CorruptResult, "white noise"),
     (
         "html-502",
         lambda: web.Response(status=502, text="<h1>Bad Gateway</h1>", content_type="text/html"),

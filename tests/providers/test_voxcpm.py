@@ -248,12 +248,6 @@ def success(audio: str, **extra: object) -> web.Response:
     return web.json_response({"status": "success", "sample_rate": 16_000, "audio": audio, **extra})
 
 
-def noise_wav() -> bytes:
-    header = make_wav(1.0)[:44]
-    rng = np.random.default_rng(1)
-    return header + rng.integers(0, 256, 32_000, dtype=np.uint8).tobytes()
-
-
 MALFORMED: list[tuple[str, Callable[[], web.Response], type[ProviderError], str]] = [
     (
         "documented-error",
@@ -300,12 +294,6 @@ MALFORMED: list[tuple[str, Callable[[], web.Response], type[ProviderError], str]
         "without a valid sample_rate",
     ),
     ("bad-base64", lambda: success("UklGR@@not base64!"), CorruptResult, "not valid base64"),
-    (
-        "noise",
-        lambda: success(base64.b64encode(noise_wav()).decode()),
-        CorruptResult,
-        "white noise",
-    ),
 ]
 
 
@@ -390,7 +378,7 @@ def pool_manifest(urls: list[str]) -> str:
 version: 1
 output: {{dir: out, format: wav}}
 providers:
-  gpus: {{kind: voxcpm, base_urls: [{listed}], limits: {{concurrent: {len(urls)}, max_chars: 60}}}}
+  gpus: {{kind: voxcpm, base_urls: [{listed}], limits: {{max_chars: 60}}}}
 voices:
   designed: {{provider: gpus, prompt: "a calm narrator"}}
   cloned: {{provider: gpus, reference_audio: ref.wav, reference_text: "Hello, this is me."}}
@@ -427,7 +415,8 @@ def test_a_pool_of_three_servers_end_to_end(tmp_path: Path) -> None:
     assert depths == [0, 0, 0]
     assert {e.account for e in entries} == {"server0", "server1", "server2"}
     assert len(entries) == len(done.events("segment_done")) > 6
-    # All three at work at once, never two requests on one server.
+    # All three at work at once (one per server unless the manifest says otherwise), never two
+    # requests on one server.
     overlaps = max(
         sum(1 for f in entries if f.started_at <= e.started_at < f.finished_at) for e in entries
     )
