@@ -173,11 +173,11 @@ class Limiter:
             raise
         heapq.heappop(self._waiting)
         handle = None
+        now = self._clock()
         if self._n is not None:
-            now = self._clock()
             self._starts.append(now)
-            if self._log is not None:
-                handle = self._log.started(now)
+        if self._log is not None:
+            handle = self._log.started(now)
         self.started += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

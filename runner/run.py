@@ -4,6 +4,7 @@ assemble the chapters that are complete, and say how it went (an exit code of de
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -11,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import anyio
 import anyio.to_thread
@@ -26,7 +28,7 @@ from runner.assemble import (
     write_index,
 )
 from runner.cache import Cache
-from runner.errors import UsageError
+from runner.errors import RunnerError, UsageError
 from runner.events import Events
 from runner.limit_history import LimitHistory, account_identity, history_path
 from runner.limits import Limiter
@@ -38,7 +40,9 @@ from runner.providers import ProviderContext, create_provider, missing_credentia
 from runner.providers.base import Provider
 from runner.providers.context import RetryPolicy
 from runner.rehearsal import rehearsal
+from runner.report import write_report
 from runner.resume import work_left
+from runner.run_journal import RequestStarts, StoreSink
 from runner.scheduler import Scheduler, StopFlag, Work
 from runner.stats import RunStats
 from runner.store import ChapterRow, SegmentState, Store
@@ -70,6 +74,7 @@ class RunResult:
     chapters_complete: int = 0
     index: Path | None = None
     elapsed: float = 0.0
+    report: Path | None = None  #: report.html, when it could be written
 
 
 def state_dir_for(manifest: Manifest, options: RunOptions) -> Path:
@@ -85,8 +90,19 @@ async def run_manifest(manifest: Manifest, options: RunOptions, events: Events) 
     directory.mkdir(parents=True, exist_ok=True)
     with RunLock(directory), Store.open(directory) as store:
         run_id = store.start_run(f"run {manifest.path}")
-        result = await _run_locked(manifest, options, events, store, directory, started)
-        store.finish_run(run_id, result.exit_code, f"{result.stats.as_dict()}")
+        journal = StoreSink(store, run_id)
+        events.sinks.append(journal)
+        try:
+            result = await _run_locked(manifest, options, events, store, directory, started, run_id)
+        finally:
+            events.sinks.remove(journal)
+        store.finish_run(run_id, result.exit_code, json.dumps(result.stats.as_dict(), default=str))
+        try:
+            result.report = (
+                await write_report(manifest, store, result, run_id=run_id, environ=options.environ)
+            ).html
+        except (OSError, RunnerError) as exc:  # the audio is safe; only the summary is missing
+            events.emit("warning", message=f"could not write the run report: {exc}")
         return result
 
 
@@ -97,6 +113,7 @@ async def _run_locked(
     store: Store,
     directory: Path,
     started: float,
+    run_id: int,
 ) -> RunResult:
     plan = expand(manifest)
     unique = plan.unique_segments()
@@ -121,7 +138,7 @@ async def _run_locked(
         recovered=stats.recovered,
     )
     stop = StopFlag()
-    await _schedule(manifest, todo, options, events, store, cache, stats, stop)
+    await _schedule(manifest, todo, options, events, store, cache, stats, stop, run_id)
     result = RunResult(exit_code=0, stats=stats, stopped=stop.reason)
     await _assemble(manifest, plan, store, directory, events, result)
     rows = store.rows(unique)
@@ -147,6 +164,7 @@ async def _schedule(
     cache: Cache,
     stats: RunStats,
     stop: StopFlag,
+    run_id: int,
 ) -> None:
     """Drive `todo` through the accounts' adapters until done or stopped."""
     accounts = [manifest.accounts[name] for name in sorted({s.account for s, _ in todo})]
@@ -163,7 +181,7 @@ async def _schedule(
         for account in accounts:
             context = ProviderContext(
                 account=account,
-                limiter=_limiter(account, history, environ),
+                limiter=_limiter(account, history, environ, RunJournal(store, run_id)),
                 stats=stats.account(account.name),
                 events=events,
                 retry=options.retry,
@@ -191,15 +209,27 @@ async def _schedule(
             )
 
 
-def _limiter(account: Account, history: LimitHistory | None, environ: Mapping[str, str]) -> Limiter:
-    """The account's limiter, seeded with the starts earlier runs made in the current window."""
+class RunJournal(NamedTuple):
+    store: Store
+    run: int
+
+
+def _limiter(
+    account: Account,
+    history: LimitHistory | None,
+    environ: Mapping[str, str],
+    journal: RunJournal,
+) -> Limiter:
+    """The account's limiter, seeded with the starts earlier runs made in the current window;
+    its starts are journaled in the state (and the account history when it is rate-limited)."""
+    offset = time.time() - time.monotonic()  # wall clock − the limiter's clock
     window = account.limits.per_seconds
     if history is None or account.limits.requests is None or not window:
-        return Limiter(account.limits)
+        return Limiter(account.limits, log=RequestStarts(*journal, account.name, offset, None))
     secret = "\n".join(environ.get(var, "") for _, var in sorted(account.credentials.items()))
     identity = account_identity(account.kind, account.base_urls, secret)
-    offset = time.time() - time.monotonic()  # wall clock − the limiter's clock
-    limiter = Limiter(account.limits, log=history.log_for(identity, window, offset))
+    shared = history.log_for(identity, window, offset)
+    limiter = Limiter(account.limits, log=RequestStarts(*journal, account.name, offset, shared))
     limiter.remember([at - offset for at in history.recent(identity, window)])
     return limiter
 

@@ -130,6 +130,7 @@ def summary_fields(result: RunResult) -> dict[str, object]:
         "chapters_complete": result.chapters_complete,
         "chapters_written": len(result.chapters_written),
         "index": str(result.index) if result.index else None,
+        "report": str(result.report) if result.report else None,
         "elapsed": round(result.elapsed, 3),
         **result.stats.as_dict(),
     }
@@ -152,4 +153,6 @@ def summary_line(manifest: Manifest, result: RunResult) -> str:
         )
     for key, reason in sorted(stats.failures.items()):
         line += f"\nfailed {key[:12]}: {reason}"
+    if result.report is not None:
+        line += f"\nreport: {result.report}"
     return line

@@ -34,12 +34,13 @@ class Journal(Database):
         account: str | None = None,
         key: str | None = None,
         detail: str = "",
+        at: float | None = None,
     ) -> None:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO events (run, at, kind, account, key, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (run, time.time(), kind, account, key, detail),
+                (run, time.time() if at is None else at, kind, account, key, detail),
             )
 
     # -- task processing times ----------------------------------------------------------------

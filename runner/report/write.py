@@ -1,0 +1,100 @@
+"""`report.json` and `report.html` in the output directory, after every run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import anyio.to_thread
+
+from runner.events import Redactor
+from runner.fsutil import atomic_write
+from runner.manifest.model import Manifest
+from runner.report.audit import chapter_loudness, suspicious
+from runner.report.collect import Gathered, gather, redactor_for
+from runner.report.html import render
+from runner.store import Store
+
+if TYPE_CHECKING:
+    from runner.run import RunResult
+
+__all__ = ["HTML_NAME", "JSON_NAME", "ReportFiles", "write_report"]
+
+JSON_NAME: Final = "report.json"
+HTML_NAME: Final = "report.html"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    json: Path
+    html: Path
+
+
+async def write_report(
+    manifest: Manifest,
+    store: Store,
+    result: RunResult,
+    *,
+    run_id: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ReportFiles:
+    """Write the run's report beside its chapters (`manifest.output.dir`).
+
+    Call at the end of a run, while `store` is still open, with the id `Store.start_run`
+    returned (None: the latest run in the state). `environ` is where the run read its
+    credentials (os.environ if None): their values are scrubbed from every string. The state
+    is read here, on the Store's thread; reading the cached audio and writing the files happen
+    in a worker thread.
+    """
+    gathered = gather(manifest, store, result, run_id)
+    redactor = redactor_for(manifest, environ)
+    return await anyio.to_thread.run_sync(_finish, manifest, gathered, redactor)
+
+
+def _finish(manifest: Manifest, gathered: Gathered, redactor: Redactor) -> ReportFiles:
+    directory = manifest.output.dir
+    files = ReportFiles(directory / JSON_NAME, directory / HTML_NAME)
+    document = gathered.document
+    document["suspicious"] = suspicious(gathered.takes)
+    _measure_loudness(document, gathered, _known_loudness(files.json))
+    clean = redactor.value(document)
+    assert isinstance(clean, dict)
+    text = json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    atomic_write(files.json, text.encode())
+    atomic_write(files.html, render(clean).encode())
+    return files
+
+
+def _measure_loudness(
+    document: dict[str, object], gathered: Gathered, known: dict[str, float]
+) -> None:
+    chapters = document["chapters"]
+    assert isinstance(chapters, list)
+    for chapter in chapters:
+        path = gathered.chapter_files.get(chapter["id"])
+        if path is None:
+            continue
+        lufs = known.get(chapter["sha256"])
+        if lufs is None:
+            lufs = chapter_loudness(path)
+        chapter["loudness_lufs"] = None if lufs is None else round(lufs, 1)
+    measured = any(c["loudness_lufs"] is not None for c in chapters)
+    note = "integrated loudness of each chapter file (ITU-R BS.1770)"
+    document["loudness"] = {"measured": measured, "note": note if measured else "not measured"}
+
+
+def _known_loudness(previous: Path) -> dict[str, float]:
+    """Loudness of chapter files measured by the previous report, by file digest: an unchanged
+    chapter of hours is not decoded again after every nightly run."""
+    try:
+        document = json.loads(previous.read_text(encoding="utf-8"))
+        return {
+            str(c["sha256"]): float(c["loudness_lufs"])
+            for c in document["chapters"]
+            if c.get("sha256") and c.get("loudness_lufs") is not None
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}

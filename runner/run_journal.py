@@ -1,0 +1,71 @@
+"""What a run leaves in the state database's `events` table, for the report and for `status`:
+every request start of every account (the limiter's view, polls and downloads included), and
+the events that say something went differently than planned (retries, 429s, warnings...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Final
+
+from runner.limit_history import AccountLog
+from runner.store import Store
+
+__all__ = ["JOURNALED", "RequestStarts", "StoreSink"]
+
+#: Event kinds worth keeping beside the state, with their fields as JSON detail.
+JOURNALED: Final = frozenset(
+    {
+        "retry",
+        "rate_limited",
+        "re_request",
+        "segment_failed",
+        "segment_deferred",
+        "account_stopped",
+        "warning",
+        "reconciled",
+    }
+)
+
+
+class StoreSink:
+    """An `events.Sink` writing the JOURNALED kinds of one run into the state database."""
+
+    def __init__(self, store: Store, run: int) -> None:
+        self.store, self.run = store, run
+
+    def emit(self, kind: str, fields: Mapping[str, object]) -> None:
+        if kind not in JOURNALED:
+            return
+        account, key = fields.get("account"), fields.get("key")
+        rest = {k: v for k, v in fields.items() if k not in ("account", "key")}
+        self.store.record_event(
+            self.run,
+            kind,
+            account=None if account is None else str(account),
+            key=None if key is None else str(key),
+            detail=json.dumps(rest, ensure_ascii=False, default=str),
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class RequestStarts:
+    """A `limits.StartLog`: each start is a `start` event of the run (wall-clock time) and, for
+    a rate-limited account, an entry of the account history shared across runs."""
+
+    def __init__(
+        self, store: Store, run: int, account: str, offset: float, history: AccountLog | None
+    ) -> None:
+        self.store, self.run, self.account = store, run, account
+        self.offset, self.history = offset, history
+
+    def started(self, at: float) -> int:
+        self.store.record_event(self.run, "start", account=self.account, at=at + self.offset)
+        return self.history.started(at) if self.history is not None else 0
+
+    def finished(self, handle: int, at: float) -> None:
+        if self.history is not None:
+            self.history.finished(handle, at)
