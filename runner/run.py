@@ -39,7 +39,7 @@ from runner.plan import Chapter, Plan, expand
 from runner.providers import ProviderContext, create_provider, missing_credentials
 from runner.providers.base import Provider
 from runner.providers.context import RetryPolicy
-from runner.rehearsal import rehearsal
+from runner.rehearsal import Rehearsal, rehearsal
 from runner.report import write_report
 from runner.resume import work_left
 from runner.run_journal import RequestStarts, StoreSink
@@ -202,11 +202,34 @@ async def _schedule(
                 tg.start_soon(_deadline, stop, options.deadline)
             await scheduler.run(todo)
             tg.cancel_scope.cancel()
+        if options.sandbox:
+            _report_deviations(rehearsed, outcomes)
         if history is not None and history.failures:
             outcomes.warn(
                 f"{history.failures} request starts could not be written to {history.path}; "
                 "the next run may start faster than the plan allows at first"
             )
+
+
+def _report_deviations(rehearsed: Rehearsal, outcomes: Outcomes) -> None:
+    """A rehearsal's point: anything the emulators found wrong in what we sent, said aloud."""
+    found = rehearsed.sandbox.deviations.snapshot()
+    for d in found:
+        outcomes.events.emit(
+            "sandbox_deviation",
+            provider=d.provider,
+            endpoint=d.endpoint,
+            field=d.field,
+            problem=d.problem,
+            expected=d.expected,
+        )
+    if found:
+        first = found[0]
+        outcomes.warn(
+            f"the sandbox found {len(found)} deviation(s) from the documented APIs, e.g. "
+            f"{first.provider} {first.endpoint} `{first.field}`: {first.problem} "
+            f"(expected {first.expected})"
+        )
 
 
 class RunJournal(NamedTuple):
