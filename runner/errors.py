@@ -177,3 +177,16 @@ class Unauthorized(AccountUnusable):
 
 class PermanentError(ProviderError):
     """The request will never succeed as asked (bad parameter, unknown voice...)."""
+
+
+def exit_code_of(error: RunnerError) -> int:
+    """The exit code of design.md for a run that ended with `error`."""
+    if isinstance(error, ManifestError | UsageError):
+        return 2
+    if isinstance(error, StateLocked):
+        return 4
+    if isinstance(error, DiskFull):
+        return 3
+    if isinstance(error, StateError):
+        return 2
+    return 1

@@ -157,8 +157,11 @@ class Limiter:
         return ready
 
     @asynccontextmanager
-    async def slot(self, priority: Priority = WORK) -> AsyncIterator[None]:
-        """Hold one request slot: waits for its turn, a free slot and the window."""
+    async def slot(
+        self, priority: Priority = WORK, on_start: Callable[[], None] | None = None
+    ) -> AsyncIterator[None]:
+        """Hold one request slot: waits for its turn, a free slot and the window. `on_start`
+        is called the moment the request may leave (e.g. to journal it for one manifest)."""
         me = _Waiter(priority, next(self._seq))
         previous = self._waiting[0] if self._waiting else None
         heapq.heappush(self._waiting, me)
@@ -178,6 +181,8 @@ class Limiter:
             self._starts.append(now)
         if self._log is not None:
             handle = self._log.started(now)
+        if on_start is not None:
+            on_start()
         self.started += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)

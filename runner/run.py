@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import NamedTuple
 
 import anyio
 import anyio.to_thread
@@ -30,10 +29,8 @@ from runner.assemble import (
 from runner.cache import Cache
 from runner.errors import RunnerError, UsageError
 from runner.events import Events
-from runner.limit_history import LimitHistory, account_identity, history_path
-from runner.limits import Limiter
 from runner.lock import RunLock
-from runner.manifest.model import Account, Manifest
+from runner.manifest.model import Manifest
 from runner.outcomes import Outcomes
 from runner.plan import Chapter, Plan, expand
 from runner.providers import ProviderContext, create_provider, missing_credentials
@@ -42,13 +39,14 @@ from runner.providers.context import RetryPolicy
 from runner.rehearsal import Rehearsal, rehearsal
 from runner.report import write_report
 from runner.resume import work_left
-from runner.run_journal import RequestStarts, StoreSink
-from runner.scheduler import Scheduler, StopFlag, Work
+from runner.run_journal import StoreSink
+from runner.scheduler import Scheduler, Work
 from runner.stats import RunStats
 from runner.store import ChapterRow, SegmentState, Store
 from runner.task_lane import TaskPolicy
+from runner.together import Together, together
 
-__all__ = ["EXIT", "RunOptions", "RunResult", "run_manifest", "state_dir_for"]
+__all__ = ["EXIT", "RunOptions", "RunResult", "run_manifest", "run_manifests", "state_dir_for"]
 
 EXIT = {"done": 0, "failed": 1, "usage": 2, "stopped": 3, "locked": 4}
 
@@ -84,7 +82,13 @@ def state_dir_for(manifest: Manifest, options: RunOptions) -> Path:
     return manifest.path.parent / name
 
 
-async def run_manifest(manifest: Manifest, options: RunOptions, events: Events) -> RunResult:
+async def run_manifest(
+    manifest: Manifest, options: RunOptions, events: Events, shared: Together | None = None
+) -> RunResult:
+    """Run one manifest; with `shared`, beside others of the same process (see `together`)."""
+    if shared is None:
+        async with together(options.deadline, options.environ, options.sandbox) as alone:
+            return await run_manifest(manifest, options, events, alone)
     started = time.monotonic()
     directory = state_dir_for(manifest, options)
     directory.mkdir(parents=True, exist_ok=True)
@@ -93,7 +97,9 @@ async def run_manifest(manifest: Manifest, options: RunOptions, events: Events) 
         journal = StoreSink(store, run_id)
         events.sinks.append(journal)
         try:
-            result = await _run_locked(manifest, options, events, store, directory, started, run_id)
+            result = await _run_locked(
+                manifest, options, events, store, directory, started, run_id, shared
+            )
         finally:
             events.sinks.remove(journal)
         store.finish_run(run_id, result.exit_code, json.dumps(result.stats.as_dict(), default=str))
@@ -106,6 +112,34 @@ async def run_manifest(manifest: Manifest, options: RunOptions, events: Events) 
         return result
 
 
+async def run_manifests(
+    manifests: Sequence[Manifest], options: RunOptions, events: Events
+) -> list[RunResult | RunnerError]:
+    """Run several manifests at once under shared account limits. Manifests that share a state
+    directory (e.g. jobs/*.yaml) run one after the other in it, so a segment two of them need
+    is never requested twice at once. One that cannot run (its state is locked, a credential is
+    missing...) does not stop the others: its error is returned in its place."""
+    results: list[RunResult | RunnerError] = [RunnerError("not run") for _ in manifests]
+    groups: dict[Path, list[int]] = {}
+    for index, manifest in enumerate(manifests):
+        groups.setdefault(state_dir_for(manifest, options), []).append(index)
+
+    async def in_turn(indices: list[int]) -> None:
+        for index in indices:
+            try:
+                results[index] = await run_manifest(manifests[index], options, events, shared)
+            except RunnerError as exc:
+                results[index] = exc
+
+    async with (
+        together(options.deadline, options.environ, options.sandbox) as shared,
+        anyio.create_task_group() as tg,
+    ):
+        for indices in groups.values():
+            tg.start_soon(in_turn, indices)
+    return results
+
+
 async def _run_locked(
     manifest: Manifest,
     options: RunOptions,
@@ -114,6 +148,7 @@ async def _run_locked(
     directory: Path,
     started: float,
     run_id: int,
+    shared: Together,
 ) -> RunResult:
     plan = expand(manifest)
     unique = plan.unique_segments()
@@ -137,9 +172,8 @@ async def _run_locked(
         cached=stats.cached,
         recovered=stats.recovered,
     )
-    stop = StopFlag()
-    await _schedule(manifest, todo, options, events, store, cache, stats, stop, run_id)
-    result = RunResult(exit_code=0, stats=stats, stopped=stop.reason)
+    await _schedule(manifest, todo, options, events, store, cache, stats, shared, run_id)
+    result = RunResult(exit_code=0, stats=stats, stopped=shared.stop.reason)
     await _assemble(manifest, plan, store, directory, events, result)
     rows = store.rows(unique)
     result.remaining = sum(1 for r in rows.values() if r.state != SegmentState.DONE)
@@ -163,7 +197,7 @@ async def _schedule(
     store: Store,
     cache: Cache,
     stats: RunStats,
-    stop: StopFlag,
+    shared: Together,
     run_id: int,
 ) -> None:
     """Drive `todo` through the accounts' adapters until done or stopped."""
@@ -171,43 +205,46 @@ async def _schedule(
     environ: Mapping[str, str] = os.environ if options.environ is None else options.environ
     async with AsyncExitStack() as stack:
         base_urls: Mapping[str, tuple[str, ...]] = {}
-        history: LimitHistory | None = None
         if options.sandbox:
             rehearsed = await stack.enter_async_context(rehearsal(accounts))
             base_urls, environ = rehearsed.base_urls, rehearsed.environ
-        elif any(a.limits.requests is not None for a in accounts):
-            history = stack.enter_context(LimitHistory.open(history_path(options.environ)))
         providers: dict[str, Provider] = {}
         for account in accounts:
+            urls = base_urls.get(account.name, ())
             context = ProviderContext(
                 account=account,
-                limiter=_limiter(account, history, environ, RunJournal(store, run_id)),
+                limiter=shared.pacing.limiter(account, urls, environ),
                 stats=stats.account(account.name),
                 events=events,
                 retry=options.retry,
                 environ=environ,
-                base_urls=base_urls.get(account.name, ()),
+                base_urls=urls,
                 store=store,
+                on_start=partial(store.record_event, run_id, "start", account.name),
+                priority=manifest.priority,
             )
             provider = create_provider(context)
             stack.push_async_callback(_shielded, provider.aclose)
             providers[account.name] = provider
         outcomes = Outcomes(store, cache, events, stats)
+        for conflict in shared.pacing.conflicts:
+            outcomes.warn(conflict)
         scheduler = Scheduler(
-            outcomes=outcomes, providers=providers, stop=stop, task_policy=options.task_policy
+            outcomes=outcomes,
+            providers=providers,
+            stop=shared.stop,
+            task_policy=options.task_policy,
         )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
-            if options.deadline is not None:
-                tg.start_soon(_deadline, stop, options.deadline)
+        with anyio.CancelScope() as in_flight:
+            shared.stop.guard(in_flight)
             await scheduler.run(todo)
-            tg.cancel_scope.cancel()
         if options.sandbox:
             _report_deviations(rehearsed, outcomes)
-        if history is not None and history.failures:
+        if shared.pacing.history_failures:
             outcomes.warn(
-                f"{history.failures} request starts could not be written to {history.path}; "
-                "the next run may start faster than the plan allows at first"
+                f"{shared.pacing.history_failures} request starts could not be written to "
+                f"{shared.pacing.history_path}; the next run may start faster than the plan "
+                "allows at first"
             )
 
 
@@ -230,31 +267,6 @@ def _report_deviations(rehearsed: Rehearsal, outcomes: Outcomes) -> None:
             f"{first.provider} {first.endpoint} `{first.field}`: {first.problem} "
             f"(expected {first.expected})"
         )
-
-
-class RunJournal(NamedTuple):
-    store: Store
-    run: int
-
-
-def _limiter(
-    account: Account,
-    history: LimitHistory | None,
-    environ: Mapping[str, str],
-    journal: RunJournal,
-) -> Limiter:
-    """The account's limiter, seeded with the starts earlier runs made in the current window;
-    its starts are journaled in the state (and the account history when it is rate-limited)."""
-    offset = time.time() - time.monotonic()  # wall clock − the limiter's clock
-    window = account.limits.per_seconds
-    if history is None or account.limits.requests is None or not window:
-        return Limiter(account.limits, log=RequestStarts(*journal, account.name, offset, None))
-    secret = "\n".join(environ.get(var, "") for _, var in sorted(account.credentials.items()))
-    identity = account_identity(account.kind, account.base_urls, secret)
-    shared = history.log_for(identity, window, offset)
-    limiter = Limiter(account.limits, log=RequestStarts(*journal, account.name, offset, shared))
-    limiter.remember([at - offset for at in history.recent(identity, window)])
-    return limiter
 
 
 async def _assemble(
@@ -302,17 +314,3 @@ async def _assemble(
 async def _shielded(close: Callable[[], Awaitable[None]]) -> None:
     with anyio.CancelScope(shield=True):
         await close()
-
-
-async def _watch_signals(stop: StopFlag, scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if stop:
-                scope.cancel()  # a second signal: stop now; in-flight work is resumed next run
-                return
-            stop.set(f"stopped by {signal.Signals(signum).name}")
-
-
-async def _deadline(stop: StopFlag, seconds: float) -> None:
-    await anyio.sleep(seconds)
-    stop.set(f"deadline of {seconds:g} s reached")

@@ -1,6 +1,7 @@
 """What a run leaves in the state database's `events` table, for the report and for `status`:
-every request start of every account (the limiter's view, polls and downloads included), and
 the events that say something went differently than planned (retries, 429s, warnings...).
+Request starts (`start`, polls and downloads included) are written by the account's limiter
+through `ProviderContext.on_start`.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ import json
 from collections.abc import Mapping
 from typing import Final
 
-from runner.limit_history import AccountLog
 from runner.store import Store
 
-__all__ = ["JOURNALED", "RequestStarts", "StoreSink"]
+__all__ = ["JOURNALED", "StoreSink"]
 
 #: Event kinds worth keeping beside the state, with their fields as JSON detail.
 JOURNALED: Final = frozenset(
@@ -50,22 +50,3 @@ class StoreSink:
 
     def close(self) -> None:
         pass
-
-
-class RequestStarts:
-    """A `limits.StartLog`: each start is a `start` event of the run (wall-clock time) and, for
-    a rate-limited account, an entry of the account history shared across runs."""
-
-    def __init__(
-        self, store: Store, run: int, account: str, offset: float, history: AccountLog | None
-    ) -> None:
-        self.store, self.run, self.account = store, run, account
-        self.offset, self.history = offset, history
-
-    def started(self, at: float) -> int:
-        self.store.record_event(self.run, "start", account=self.account, at=at + self.offset)
-        return self.history.started(at) if self.history is not None else 0
-
-    def finished(self, handle: int, at: float) -> None:
-        if self.history is not None:
-            self.history.finished(handle, at)

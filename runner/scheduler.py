@@ -49,11 +49,20 @@ class StopFlag:
     def __init__(self) -> None:
         self.reason = ""
         self.event = anyio.Event()
+        self._scopes: list[anyio.CancelScope] = []
 
     def set(self, reason: str) -> None:
         if not self.reason:
             self.reason = reason
             self.event.set()
+
+    def guard(self, scope: anyio.CancelScope) -> None:
+        """`scope` (in-flight work) is cancelled by `cancel_now`."""
+        self._scopes.append(scope)
+
+    def cancel_now(self) -> None:
+        for scope in self._scopes:
+            scope.cancel()
 
     def __bool__(self) -> bool:
         return bool(self.reason)

@@ -76,6 +76,8 @@ class Manifest:
     accounts: Mapping[str, Account]
     voices: Mapping[str, Voice]
     texts: tuple[Text, ...]
+    #: Among manifests run together, new work of a higher priority goes first on a shared account.
+    priority: int = 0
 
     def account_of(self, text: Text) -> Account:
         return self.accounts[self.voices[text.voice].account]

@@ -5,12 +5,13 @@ how to retry, and the account's secrets (read from the environment, registered f
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from runner.events import Events
-from runner.limits import Limiter
+from runner.limits import WORK, Limiter, Priority
 from runner.manifest.model import Account
 from runner.stats import AccountStats
 
@@ -42,6 +43,19 @@ class ProviderContext:
     #: Where adapters remember what they created at the provider (voice models, references);
     #: None where nothing is remembered (e.g. a one-off management command without state).
     store: Store | None = None
+    #: Called when one of this manifest's requests leaves (the limiter may be shared).
+    on_start: Callable[[], None] | None = None
+    #: The manifest's priority: its new work goes before that of lower-priority manifests
+    #: sharing the account (downloads and polls keep their own order).
+    priority: int = 0
+
+    @asynccontextmanager
+    async def slot(self, priority: Priority = WORK) -> AsyncIterator[None]:
+        """One request slot of the account's limiter, on behalf of this manifest."""
+        if priority[0] == WORK[0]:
+            priority = (WORK[0], -float(self.priority))
+        async with self.limiter.slot(priority, self.on_start):
+            yield
 
     def secret(self, role: str) -> str:
         """The value of the environment variable named by the account for `role` ('' if unset)."""

@@ -107,7 +107,7 @@ class Http:
         """One request through the account's limiter. Raises TransientError for failures below
         the HTTP level; any HTTP status is returned for the adapter to interpret."""
         account = self.context.account.name
-        async with self.context.limiter.slot(priority):
+        async with self.context.slot(priority):
             if on_send is not None:
                 on_send()
             self.context.stats.requests += 1

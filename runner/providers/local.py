@@ -57,7 +57,7 @@ class LocalProvider(Provider):
         voice, rate, pitch = str(params["voice"]), params["rate"], params["pitch"]
         assert isinstance(rate, int)
         assert isinstance(pitch, int)
-        async with self.context.limiter.slot():
+        async with self.context.slot():
             request.on_send()
             self.context.stats.requests += 1
             try:
