@@ -12,5 +12,8 @@ def anyio_backend() -> str:
 def _own_account_history(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each test paces its accounts from a history of its own (runs in subprocesses too)."""
+    """Each test paces its accounts from a history of its own (runs in subprocesses too), and
+    no developer's own providers file leaks into it."""
     monkeypatch.setenv("TTS_RUNNER_HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.delenv("TTS_RUNNER_PROVIDERS", raising=False)

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from runner import __version__
-from runner.cli import accounts, inspect, run
-from runner.errors import DiskFull, ManifestError, RunnerError, StateError, StateLocked, UsageError
+from runner.cli import accounts, inspect, providers, run
+from runner.errors import ManifestError, RunnerError, exit_code_of
 
 __all__ = ["main"]
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_commands(commands)
     run.add_commands(commands)
     accounts.add_commands(commands)
+    providers.add_commands(commands)
     return parser
 
 
@@ -39,24 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.handler
     try:
         return command(args)
-    except ManifestError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except UsageError as exc:
-        print(f"tts-runner: {exc}", file=sys.stderr)
-        return 2
-    except StateLocked as exc:
-        print(f"tts-runner: {exc}", file=sys.stderr)
-        return 4
-    except DiskFull as exc:
-        print(f"tts-runner: {exc}", file=sys.stderr)
-        return 3
-    except StateError as exc:
-        print(f"tts-runner: {exc}", file=sys.stderr)
-        return 2
     except RunnerError as exc:
-        print(f"tts-runner: {exc}", file=sys.stderr)
-        return 1
+        print(exc if isinstance(exc, ManifestError) else f"tts-runner: {exc}", file=sys.stderr)
+        return exit_code_of(exc)
     except KeyboardInterrupt:
         print("tts-runner: interrupted; run again to resume", file=sys.stderr)
         return 3

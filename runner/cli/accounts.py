@@ -23,6 +23,7 @@ from typing import Any, Final
 import anyio
 
 from runner.cli.account_actions import ACTIONS, Action
+from runner.cli.options import add_providers_option, registry_of
 from runner.errors import RunnerError, Unsupported, UsageError
 from runner.events import Events, Redactor
 from runner.limits import Limiter
@@ -77,11 +78,13 @@ def add_commands(commands: Any) -> None:
     quota.add_argument("manifest", type=Path, metavar="MANIFEST")
     quota.add_argument("--sandbox", action="store_true", help="ask in-process emulators instead")
     quota.add_argument("--json", action="store_true", help="machine-readable output")
+    add_providers_option(quota)
     quota.set_defaults(handler=cmd_quota)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, metavar="MANIFEST")
+    add_providers_option(parser)
     parser.add_argument(
         "--provider",
         metavar="ACCOUNT",
@@ -225,7 +228,7 @@ def emit(
 
 def _handler(action: Action) -> Callable[[argparse.Namespace], int]:
     def handle(args: argparse.Namespace) -> int:
-        manifest = load_manifest(args.manifest)
+        manifest = load_manifest(args.manifest, registry_of(args))
         account = choose_account(manifest, args.provider, action.operation)
         action.check(args)  # e.g. the audio files exist: before anything is sent
         store_dir = None
@@ -309,7 +312,7 @@ async def _ask(account: Account, sandbox: bool, redactor: Redactor, named: bool)
 
 
 def cmd_quota(args: argparse.Namespace) -> int:
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, registry_of(args))
     if args.account is not None:
         accounts = [choose_account(manifest, args.account, "quota")]
     else:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from runner.cli.options import add_providers_option, registry_of
 from runner.manifest import Manifest, load_manifest, load_manifests
 from runner.plan import Plan, Segment, expand
 from runner.plans import DEFAULT_PLAN, PRESETS, Limits
@@ -30,6 +31,7 @@ def add_commands(commands: Any) -> None:
         "otherwise. Nothing is sent or written.",
     )
     validate.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST")
+    add_providers_option(validate)
     validate.set_defaults(handler=cmd_validate)
 
     plan = commands.add_parser(
@@ -38,6 +40,7 @@ def add_commands(commands: Any) -> None:
     )
     plan.add_argument("manifest", type=Path, metavar="MANIFEST")
     plan.add_argument("--state", type=Path, metavar="DIR")
+    add_providers_option(plan)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
     plan.set_defaults(handler=cmd_plan)
 
@@ -50,12 +53,13 @@ def add_commands(commands: Any) -> None:
     )
     status.add_argument("manifest", type=Path, nargs="?", metavar="MANIFEST")
     status.add_argument("--state", type=Path, metavar="DIR")
+    add_providers_option(status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=cmd_status)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    for manifest in load_manifests(args.manifests):
+    for manifest in load_manifests(args.manifests, registry_of(args)):
         chars = sum(len(t.body) for t in manifest.texts)
         texts = len(manifest.texts)
         print(
@@ -150,7 +154,7 @@ def _time_at_limits(limits: Limits, requests: int) -> float | None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    manifest = load_manifest(args.manifest)
+    manifest = load_manifest(args.manifest, registry_of(args))
     plan = expand(manifest)
     directory = state_dir_for(manifest, RunOptions(state_dir=args.state))
     done = _done_keys(directory, list(plan.unique_segments()))
@@ -185,7 +189,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     manifest: Manifest | None = None
     if args.manifest is not None:
-        manifest = load_manifest(args.manifest)
+        manifest = load_manifest(args.manifest, registry_of(args))
         directory = state_dir_for(manifest, RunOptions(state_dir=args.state))
         keys: list[str] | None = list(expand(manifest).unique_segments())
     elif args.state is not None:

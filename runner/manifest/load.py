@@ -20,7 +20,7 @@ from runner.manifest.yamlpos import Node, parse_yaml, read_text_file
 
 __all__ = ["load_manifest", "load_manifests"]
 
-TOP_KEYS = ("version", "name", "output", "providers", "voices", "defaults", "texts")
+TOP_KEYS = ("version", "name", "priority", "output", "providers", "voices", "defaults", "texts")
 OUTPUT_KEYS = (
     "dir",
     "format",
@@ -103,15 +103,21 @@ def _check_manifest(
     name = path.stem
     if "name" in top:
         name = c.string(top["name"], "name") or name
+    priority = 0
+    if "priority" in top:  # among manifests run together on one account: higher goes first
+        priority = c.integer(top["priority"], "priority", -100, 100) or 0
     output = _check_output(c, top.get("output"), path.parent, name)
 
     accounts = dict(registry)
     # every account name written, valid or not (an invalid one is reported once), with its kind
     # when that is valid: the voices of an invalid account still get their parameters checked
     written: dict[str, str | None] = {k: a.kind for k, a in registry.items()}
+    own: dict[str, str | None] = {}  # the manifest's own accounts (registry ones are never implied)
     if "providers" in top:
+        _check_not_shadowing(c, top["providers"], registry)
         accounts.update(check_accounts(c, top["providers"]))
-        written.update(account_kinds(top["providers"]))
+        own = account_kinds(top["providers"])
+        written.update(own)
     if IMPLICIT_LOCAL.name not in written:
         accounts[IMPLICIT_LOCAL.name] = IMPLICIT_LOCAL
 
@@ -120,7 +126,7 @@ def _check_manifest(
         defaults = c.mapping(top["defaults"], "defaults") or {}
         check_default_keys(c, top["defaults"], defaults)
     voices, voice_names = check_voices(
-        c, top.get("voices"), accounts, written, defaults, path.parent
+        c, top.get("voices"), accounts, written, defaults, path.parent, declared=own
     )
     default_voice = default_voice_of(c, defaults, voices, voice_names)
 
@@ -135,11 +141,25 @@ def _check_manifest(
     return Manifest(
         path=path,
         name=name,
+        priority=priority,
         output=output,
         accounts={k: v for k, v in accounts.items() if k in used},
         voices=voices,
         texts=tuple(texts),
     )
+
+
+def _check_not_shadowing(c: Checker, node: Node, registry: Mapping[str, Account]) -> None:
+    """A manifest may not redefine a registry account: silently swapping the account (and the
+    plan, the credentials) a paid run uses is worse than an error that names both places."""
+    for name in node.value if isinstance(node.value, dict) else ():
+        if name in registry:
+            c.add(
+                c.key_at(node, name),
+                f"account `{name}` is already defined in the providers file at "
+                f"{registry[name].defined_in}; a manifest may not redefine a registry account: "
+                "delete it here to use the registry's, or give this one another name",
+            )
 
 
 def _check_output(c: Checker, node: Node | None, base: Path, name: str) -> Output | None:

@@ -3,13 +3,13 @@ kind's parameters, with defaults filling in what a voice leaves unset."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from runner.manifest.check import Checker, did_you_mean
 from runner.manifest.model import Account, Voice
 from runner.manifest.params import ParamValue, check_param
-from runner.manifest.voice_params import PARAMS, RULES
+from runner.manifest.voice_params import NOT_TAKEN, PARAMS, RULES
 from runner.manifest.yamlpos import Node
 from runner.providers.espeak import variant_names, voice_names
 
@@ -40,12 +40,15 @@ def check_voices(
     written: Mapping[str, str | None],
     defaults: dict[str, Node],
     base: Path,
+    declared: Collection[str] | None = None,
 ) -> tuple[dict[str, Voice], set[str]]:
     """The valid voices, and the names of all voices written (valid or not).
 
     `written` maps every account name written to its kind, None when the kind is invalid.
+    `declared` (default: all of `written`) are the accounts a voice without `provider:` may
+    imply: the manifest's own, never a providers file's.
     """
-    declared = set(written) - {"local"}
+    declared = set(written if declared is None else declared) - {"local"}
     if node is None:
         params = _apply_defaults(c, "local", {}, defaults, base) or {}
         if "voice" not in params:
@@ -150,7 +153,8 @@ def _local_voice_problems(params: Mapping[str, ParamValue]) -> list[tuple[str, s
 def _apply_defaults(
     c: Checker, kind: str, params: dict[str, ParamValue], defaults: dict[str, Node], base: Path
 ) -> dict[str, ParamValue] | None:
-    """Defaults fill in the parameters a voice leaves unset, where its kind takes them."""
+    """Defaults fill in the parameters a voice leaves unset, where its kind (and its mode: see
+    `NOT_TAKEN`) takes them."""
     merged = dict(params)
     ok = True
     for key, child in defaults.items():
@@ -162,6 +166,9 @@ def _apply_defaults(
                 ok = False
             else:
                 merged[key] = value
+    if kind in NOT_TAKEN:
+        for key in NOT_TAKEN[kind](merged) - params.keys():
+            merged.pop(key, None)  # a default this voice's mode has no field for
     return merged if ok else None
 
 
