@@ -2,7 +2,9 @@
 invalid — the manifest-side half of specs/providers.md, as data.
 
 `RULES[kind]` checks combinations after each parameter passed its own check; it returns
-(parameter or "", message) pairs for the problems it finds.
+(parameter or "", message) pairs for the problems it finds. `NOT_TAKEN[kind]` names the
+parameters a voice's mode has no field for (a TTS.ai clone has no `speed`): `defaults` leave
+them out of such a voice, and a voice or text that sets one is an error (by `RULES`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from typing import Final
 
 from runner.manifest.params import Param, ParamValue
 
-__all__ = ["INDEX_EMOTIONS", "PARAMS", "RULES"]
+__all__ = ["INDEX_EMOTIONS", "NOT_TAKEN", "OPUS_RATES", "PARAMS", "RULES"]
 
 _AUDIO = (".wav", ".mp3", ".m4a")
 _MB = 1 << 20
+
+#: The sample rates the Opus codec encodes at (among those `sample_rate` accepts).
+OPUS_RATES: Final = (8000, 16000, 24000, 48000)
+#: The fields of TTS.ai's clone endpoint (POST /v1/tts/clone/, specs/providers.md §5).
+TTSAI_CLONE_FIELDS: Final = "reference_audio, text, model, format and language"
 
 INDEX_EMOTIONS: Final = (
     "happy",
@@ -193,6 +200,16 @@ def _fish_yuntts(p: Mapping[str, ParamValue]) -> Found:
         found.append(("mp3_bitrate", f"`mp3_bitrate` applies to format mp3, not {fmt}"))
     if "opus_bitrate" in p and fmt != "opus":
         found.append(("opus_bitrate", f"`opus_bitrate` applies to format opus, not {fmt}"))
+    rate = p.get("sample_rate")
+    if fmt == "opus" and rate is not None and rate not in OPUS_RATES:
+        rates = ", ".join(map(str, OPUS_RATES[:-1])) + f" or {OPUS_RATES[-1]}"
+        found.append(
+            (
+                "sample_rate",
+                f"format opus is encoded at {rates} Hz, not {rate}; choose one of those (48000 "
+                "when left out) or another `format`",
+            )
+        )
     return found
 
 
@@ -213,12 +230,28 @@ def _ttsai(p: Mapping[str, ParamValue]) -> Found:
     if "clone" in p:
         if "voice" in p:
             found.append(("voice", "a `clone` voice takes no `voice`; remove one of them"))
+        if "speed" in p:
+            found.append(
+                (
+                    "speed",
+                    "TTS.ai's clone endpoint (/v1/tts/clone/) has no speed; it takes "
+                    f"{TTSAI_CLONE_FIELDS}: remove `speed`, or use a stock `model` + `voice`",
+                )
+            )
     else:
         for name in ("model", "voice"):
             if name not in p:
                 found.append(("", f"needs `{name}` (or `clone`)"))
     return found
 
+
+def _not_taken_by_ttsai(p: Mapping[str, ParamValue]) -> frozenset[str]:
+    return frozenset({"speed"}) if "clone" in p else frozenset()
+
+
+NOT_TAKEN: Final[dict[str, Callable[[Mapping[str, ParamValue]], frozenset[str]]]] = {
+    "ttsai": _not_taken_by_ttsai,
+}
 
 RULES: Final[dict[str, Callable[[Mapping[str, ParamValue]], Found]]] = {
     "local": lambda p: (
