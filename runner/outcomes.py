@@ -24,10 +24,53 @@ BREAKER = 3
 
 
 class Outcomes:
-    def __init__(self, store: Store, cache: Cache, events: Events, stats: RunStats) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cache: Cache,
+        events: Events,
+        stats: RunStats,
+        *,
+        max_cost: float | None = None,
+        deadline_at: float | None = None,
+    ) -> None:
         self.store, self.cache, self.events, self.stats = store, cache, events, stats
         self.stopped: dict[str, str] = {}  #: account → why it was stopped
         self._failing: dict[str, int] = {}
+        self.max_cost = max_cost  #: per account, in its price unit, for this run
+        self.deadline_at = deadline_at  #: time.monotonic() after which nothing may be running
+        self._committed: dict[str, float] = {}  #: estimated cost of requests started
+
+    def affordable(self, segment: Segment, estimate: float) -> bool:
+        """Whether a request of about `estimate` still fits the account's budget; if not, the
+        account stops (the segment stays pending for a later run)."""
+        if self.max_cost is None or estimate <= 0:
+            return True
+        committed = self._committed.get(segment.account, 0.0)
+        if committed + estimate > self.max_cost:
+            self.stop_account(
+                segment.account,
+                f"budget reached: {committed:g} of --max-cost {self.max_cost:g} committed; the "
+                f"next segment would cost about {estimate:g} more",
+            )
+            return False
+        self._committed[segment.account] = committed + estimate
+        return True
+
+    def in_time(self, segment: Segment, expected: float) -> bool:
+        """Whether work expected to take `expected` seconds ends before the deadline; if not,
+        it is held back (left pending, counted and reported) rather than started."""
+        if self.deadline_at is None or time.monotonic() + expected <= self.deadline_at:
+            return True
+        self.stats.account(segment.account).held_back += 1
+        self.events.emit(
+            "held_back",
+            key=segment.key,
+            account=segment.account,
+            expected=round(expected, 3),
+            reason="it would end after the deadline",
+        )
+        return False
 
     def request(self, segment: Segment, durable: bool) -> Request:
         """The adapter's view of a segment; its `on_send` writes ahead that it is being sent."""

@@ -5,7 +5,9 @@ it (e.g. a database moved aside after damage), so it is never requested again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from typing import Final
 
 import anyio.to_thread
 
@@ -17,7 +19,14 @@ from runner.providers.base import Mode
 from runner.stats import RunStats
 from runner.store import SegmentRow, SegmentState, Store
 
-__all__ = ["work_left"]
+__all__ = ["EXPIRY_WARNING", "TASK_STATES", "warn_expiring", "work_left"]
+
+#: States of segments whose request was (or may have been) paid for and whose audio is not in.
+TASK_STATES: Final = frozenset(
+    {SegmentState.SUBMITTING, SegmentState.SUBMITTED, SegmentState.READY}
+)
+#: A paid result this close to expiring is a warning (in `status` and the run's log).
+EXPIRY_WARNING: Final = 6 * 3600.0
 
 
 async def work_left(
@@ -56,3 +65,20 @@ def _recover(store: Store, row: SegmentRow, found: Cached) -> None:
         sample_rate=found.info.sample_rate,
         cost=row.cost,
     )
+
+
+def warn_expiring(
+    store: Store, unique: Mapping[str, Segment], stats: RunStats, events: Events
+) -> None:
+    """Say which paid results expire within EXPIRY_WARNING (they are collected first)."""
+    now = time.time()
+    rows = store.rows(unique)
+    for key, row in rows.items():
+        if row.state != SegmentState.READY or row.url_expires_at is None:
+            continue
+        left = row.url_expires_at - now
+        if left < EXPIRY_WARNING:
+            when = f"expires in {left / 3600:.1f} h" if left > 0 else "has expired"
+            message = f"the paid result of segment {key[:12]} ({row.account}) {when}"
+            stats.warnings.append(message)
+            events.emit("warning", message=message, key=key, account=row.account)

@@ -32,13 +32,13 @@ from runner.events import Events
 from runner.lock import RunLock
 from runner.manifest.model import Manifest
 from runner.outcomes import Outcomes
-from runner.plan import Chapter, Plan, expand
+from runner.plan import Chapter, Plan, Segment, expand
 from runner.providers import ProviderContext, create_provider, missing_credentials
 from runner.providers.base import Provider
 from runner.providers.context import RetryPolicy
 from runner.rehearsal import Rehearsal, rehearsal
 from runner.report import write_report
-from runner.resume import work_left
+from runner.resume import TASK_STATES, warn_expiring, work_left
 from runner.run_journal import StoreSink
 from runner.scheduler import Scheduler, Work
 from runner.stats import RunStats
@@ -60,6 +60,9 @@ class RunOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     task_policy: TaskPolicy = field(default_factory=TaskPolicy)
     environ: Mapping[str, str] | None = None  #: where credentials are read; os.environ if None
+    max_cost: float | None = None  #: per account and run, in the account's price unit
+    only: frozenset[str] | None = None  #: text ids: work on these chapters only
+    collect_only: bool = False  #: poll and download existing tasks; submit nothing
 
 
 @dataclass
@@ -153,11 +156,16 @@ async def _run_locked(
     plan = expand(manifest)
     unique = plan.unique_segments()
     store.add_segments(unique.values())
+    if options.only is not None:
+        unique = _only(plan, options.only)
     cache = Cache(directory / "cache")
     stats = RunStats()
     if options.retry_failed:
         store.retry_failed(unique)
     todo = await work_left(store, cache, unique, stats, events)
+    warn_expiring(store, unique, stats, events)
+    if options.collect_only:  # only what was already submitted: nothing new is paid for
+        todo = [(s, row) for s, row in todo if row.state in TASK_STATES]
     accounts = {segment.account for segment, _ in todo}
     if not options.sandbox:
         missing = missing_credentials([manifest.accounts[a] for a in accounts], options.environ)
@@ -176,8 +184,15 @@ async def _run_locked(
     result = RunResult(exit_code=0, stats=stats, stopped=shared.stop.reason)
     await _assemble(manifest, plan, store, directory, events, result)
     rows = store.rows(unique)
-    result.remaining = sum(1 for r in rows.values() if r.state != SegmentState.DONE)
+    left = TASK_STATES if options.collect_only else frozenset(SegmentState) - {SegmentState.DONE}
+    result.remaining = sum(1 for r in rows.values() if r.state in left)
     failed = sum(1 for r in rows.values() if r.state == SegmentState.FAILED)
+    held = sum(a.held_back for a in stats.accounts.values())
+    if held:
+        stats.warnings.append(
+            f"{held} segment(s) held back: they would have ended after the deadline; the next "
+            "run does them"
+        )
     if result.remaining > failed:
         result.exit_code = EXIT["stopped"]
         result.stopped = result.stopped or "; ".join(
@@ -226,7 +241,14 @@ async def _schedule(
             provider = create_provider(context)
             stack.push_async_callback(_shielded, provider.aclose)
             providers[account.name] = provider
-        outcomes = Outcomes(store, cache, events, stats)
+        outcomes = Outcomes(
+            store,
+            cache,
+            events,
+            stats,
+            max_cost=options.max_cost,
+            deadline_at=shared.deadline_at,
+        )
         for conflict in shared.pacing.conflicts:
             outcomes.warn(conflict)
         scheduler = Scheduler(
@@ -234,6 +256,7 @@ async def _schedule(
             providers=providers,
             stop=shared.stop,
             task_policy=options.task_policy,
+            collect_only=options.collect_only,
         )
         with anyio.CancelScope() as in_flight:
             shared.stop.guard(in_flight)
@@ -267,6 +290,18 @@ def _report_deviations(rehearsed: Rehearsal, outcomes: Outcomes) -> None:
             f"{first.provider} {first.endpoint} `{first.field}`: {first.problem} "
             f"(expected {first.expected})"
         )
+
+
+def _only(plan: Plan, ids: frozenset[str]) -> dict[str, Segment]:
+    """The unique segments of the chapters named by `ids` (`run --only`)."""
+    known = {c.id for c in plan.chapters}
+    unknown = sorted(ids - known)
+    if unknown:
+        raise UsageError(
+            f"--only names text(s) the manifest does not have: {', '.join(unknown)}; its texts: "
+            f"{', '.join(sorted(known))}"
+        )
+    return {s.key: s for c in plan.chapters if c.id in ids for s in c.segments}
 
 
 async def _assemble(

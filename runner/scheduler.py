@@ -11,6 +11,7 @@ The scheduler never sees HTTP: it talks to `Provider`s and reacts to the error t
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 
@@ -76,11 +77,14 @@ class Scheduler:
         providers: Mapping[str, Provider],
         stop: StopFlag,
         task_policy: TaskPolicy | None = None,
+        collect_only: bool = False,
     ) -> None:
+        self.collect_only = collect_only
         self.outcomes = outcomes
         self.providers = providers
         self.stop = stop
         self.task_policy = task_policy
+        self._latency: dict[str, float] = {}  #: account → moving average of one segment's time
 
     async def run(self, work: Sequence[Work]) -> None:
         by_account: dict[str, list[Work]] = {}
@@ -90,7 +94,13 @@ class Scheduler:
             for account, items in by_account.items():
                 provider = self.providers[account]
                 if provider.mode == Mode.TASK:
-                    lane = TaskLane(provider, self.outcomes, self.stop, self.task_policy)
+                    lane = TaskLane(
+                        provider,
+                        self.outcomes,
+                        self.stop,
+                        self.task_policy,
+                        collect_only=self.collect_only,
+                    )
                     tg.start_soon(lane.run, items)
                 else:
                     queue = deque(segment for segment, _ in items)
@@ -101,7 +111,18 @@ class Scheduler:
 
     async def _worker(self, provider: Provider, queue: deque[Segment]) -> None:
         while queue and not self.stop and provider.account not in self.outcomes.stopped:
-            await self._process(provider, queue.popleft())
+            segment = queue.popleft()
+            if not self.outcomes.in_time(segment, 1.5 * self._latency.get(provider.account, 0.0)):
+                continue  # left pending for the next run
+            if not self.outcomes.affordable(
+                segment, provider.expected_cost(segment.text, segment.params)
+            ):
+                return
+            started = time.monotonic()
+            await self._process(provider, segment)
+            seconds = time.monotonic() - started
+            previous = self._latency.get(provider.account, seconds)
+            self._latency[provider.account] = 0.8 * previous + 0.2 * seconds
 
     async def _process(self, provider: Provider, segment: Segment) -> None:
         outcomes = self.outcomes

@@ -21,6 +21,7 @@ class AccountStats:
     failed: int = 0
     deferred: int = 0  #: segments left for the next run after transient failures
     stopped: str = ""  #: why the account was stopped early (out of credit...)
+    held_back: int = 0  #: segments not started: they could not finish before the deadline
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -35,6 +36,7 @@ class AccountStats:
             "failed": self.failed,
             "deferred": self.deferred,
             "stopped": self.stopped,
+            "held_back": self.held_back,
         }
 
 

@@ -68,8 +68,12 @@ class TaskLane:
         stop: StopFlag,
         policy: TaskPolicy | None = None,
         model: ProcessingModel | None = None,
+        *,
+        collect_only: bool = False,
     ) -> None:
         self.provider, self.outcomes, self.stop = provider, outcomes, stop
+        #: `tts-runner collect`: poll and download what exists, never submit (nor pay) anything
+        self.collect_only = collect_only
         self.policy = policy or TaskPolicy()
         self.account = provider.account
         if model is None:  # start from what earlier runs learned about this account
@@ -114,17 +118,31 @@ class TaskLane:
     # -- submitting ---------------------------------------------------------------------------
 
     def _open(self) -> bool:
-        return not self.stop and self.account not in self.outcomes.stopped
+        """Whether new tasks may be submitted."""
+        return not self.collect_only and not self.stop and self.account not in self.outcomes.stopped
 
     async def _submitter(self) -> None:
         while self.queue and self._open():
             segment = self.queue.popleft()
+            # Everything submitted must be downloaded before the run ends: a task that would
+            # finish after the deadline waits for a later run instead of expiring unpaid-for.
+            if not self.outcomes.in_time(segment, self._expected_total(segment)):
+                continue
+            if not self.outcomes.affordable(
+                segment, self.provider.expected_cost(segment.text, segment.params)
+            ):
+                return
             token = object()
             await self._outstanding.acquire_on_behalf_of(token)
             try:
                 await self._submit(segment)
             finally:
                 self._outstanding.release_on_behalf_of(token)
+
+    def _expected_total(self, segment: Segment) -> float:
+        """Seconds from submitting `segment` to having its audio: processing, with some slack
+        for polling, and a download."""
+        return 1.25 * self.model.expected(segment.chars) + 5.0
 
     async def _submit(self, segment: Segment) -> None:
         """Create a task for `segment`, then follow it to its download (holds a token)."""
@@ -217,7 +235,8 @@ class TaskLane:
                     keep_state=True,
                 )
                 return
-            await anyio.sleep(self.model.delay(segment.chars, elapsed, polls))
+            if not (self.collect_only and polls == 0):  # collecting: ask at once
+                await anyio.sleep(self.model.delay(segment.chars, elapsed, polls))
             try:
                 status = await self.provider.poll(task_id)
             except TransientError as exc:
@@ -234,6 +253,11 @@ class TaskLane:
             now = time.time() - created
             if status.state == TaskState.PROCESSING:
                 last_busy = now
+                if self.collect_only:
+                    self.outcomes.defer(
+                        segment, f"task {task_id} is still processing", keep_state=True
+                    )
+                    return
             elif status.state == TaskState.DONE and status.url:
                 self.model.observe(segment.chars, last_busy, now)
                 self.outcomes.store.record_task_time(self.account, segment.chars, last_busy, now)
@@ -298,8 +322,11 @@ class TaskLane:
         """Pay again for a result that was lost: loudly, with what it costs."""
         self.stats.re_requests += 1
         self.outcomes.store.mark_pending(segment.key, why)
+        again = (
+            "`tts-runner run` will submit it again" if self.collect_only else "submitting it again"
+        )
         self.outcomes.warn(
-            f"segment {segment.key[:12]} ({segment.text[:40]!r}…): {why}; submitting it again "
+            f"segment {segment.key[:12]} ({segment.text[:40]!r}…): {why}; {again} "
             f"costs about {segment.chars} characters",
             key=segment.key,
             account=self.account,

@@ -121,3 +121,14 @@ def test_a_long_espeak_data_path_is_reached_through_a_short_link(
     assert len(short) <= 159 < len(str(deep / "espeak-ng-data"))
     assert Path(short).resolve() == real.resolve()
     assert (Path(short) / "phontab").is_file()
+
+
+def test_only_named_chapters_are_worked_on(demo: Path) -> None:
+    done = tts_runner("run", "book.yaml", "--only", "ch02", "--json-log", cwd=demo)
+    assert done.code == 0, done.stderr
+    assert [e["id"] for e in done.events("chapter_written")] == ["ch02"]
+    assert sorted(p.name for p in (demo / "out").glob("ch*.wav")) == ["ch02.wav"]
+    wrong = tts_runner("run", "book.yaml", "--only", "ch02,ch9", cwd=demo)
+    assert wrong.code == 2
+    assert "--only names text(s) the manifest does not have: ch9" in wrong.stderr
+    assert "ch01, ch02, ch03" in wrong.stderr

@@ -13,12 +13,12 @@ from typing import Any
 import anyio
 from rich.console import Console
 
-from runner.cli.options import duration
+from runner.cli.options import add_providers_option, duration, registry_of
 from runner.cli.progress import ProgressBar
-from runner.errors import UsageError
+from runner.errors import UsageError, exit_code_of
 from runner.events import Events, JsonLines, Sink
 from runner.manifest import Manifest, load_manifests
-from runner.run import RunOptions, RunResult, run_manifest
+from runner.run import RunOptions, RunResult, run_manifests
 
 __all__ = ["add_commands"]
 
@@ -33,28 +33,24 @@ def add_commands(commands: Any) -> None:
         description="Synthesise every segment a manifest still needs, paced to each account's "
         "plan, and assemble the chapters. Safe to interrupt and run again.",
     )
-    run.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST")
-    run.add_argument(
-        "--state",
-        type=Path,
-        metavar="DIR",
-        help="state directory (default: .tts-runner beside the manifest)",
-    )
-    run.add_argument(
-        "--deadline",
-        type=duration,
-        metavar="DURATION",
-        help="stop starting work after this long (e.g. 90m); exit 3, resumable",
-    )
-    run.add_argument(
-        "--json-log",
-        action="store_true",
-        help="JSON lines on stderr instead of a progress bar (default when not a tty)",
-    )
+    _add_common(run)
     run.add_argument(
         "--retry-failed",
         action="store_true",
         help="request segments that failed in earlier runs again",
+    )
+    run.add_argument(
+        "--only",
+        type=_ids,
+        metavar="IDS",
+        help="work on these texts only, comma-separated ids (e.g. ch03,ch05)",
+    )
+    run.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="AMOUNT",
+        help="stop an account before its estimated spend in this run passes AMOUNT, in the "
+        "account's own price unit (see `tts-runner plan`); exit 3, resumable",
     )
     run.add_argument(
         "--sandbox",
@@ -62,7 +58,24 @@ def add_commands(commands: Any) -> None:
         help="rehearse against in-process emulators of every provider API: no keys needed, "
         "nothing spent; state kept apart in .tts-runner-sandbox",
     )
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=cmd_run, collect_only=False)
+
+    collect = commands.add_parser(
+        "collect",
+        help="poll and download tasks already submitted; submit nothing (cheap, for cron)",
+        description="Poll every submitted task and download every finished result before it "
+        "expires, without submitting anything new. Exit 0 when no task is pending, 3 when "
+        "some are still processing.",
+    )
+    _add_common(collect)
+    collect.set_defaults(
+        handler=cmd_run,
+        collect_only=True,
+        retry_failed=False,
+        only=None,
+        max_cost=None,
+        sandbox=False,
+    )
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -73,6 +86,43 @@ def add_commands(commands: Any) -> None:
     )
     sandbox.add_argument("--config", type=Path, metavar="FILE", help="sandbox configuration YAML")
     sandbox.set_defaults(handler=cmd_sandbox)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "manifests",
+        nargs="+",
+        type=Path,
+        metavar="MANIFEST",
+        help="manifest files, or directories of them (e.g. jobs/): run together, sharing "
+        "each account's limits",
+    )
+    add_providers_option(parser)
+    parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="DIR",
+        help="state directory (default: .tts-runner beside the manifest)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=duration,
+        metavar="DURATION",
+        help="stop starting work after this long (e.g. 90m): nothing is started that would "
+        "end after it; exit 3, resumable",
+    )
+    parser.add_argument(
+        "--json-log",
+        action="store_true",
+        help="JSON lines on stderr instead of a progress bar (default when not a tty)",
+    )
+
+
+def _ids(text: str) -> frozenset[str]:
+    ids = frozenset(part.strip() for part in text.split(",") if part.strip())
+    if not ids:
+        raise argparse.ArgumentTypeError("give text ids separated by commas, e.g. ch03,ch05")
+    return ids
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -93,33 +143,57 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def manifest_paths(paths: list[Path]) -> list[Path]:
+    """MANIFEST arguments: files, or directories standing for the *.yaml files in them."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not inside:
+                raise UsageError(f"{path} is a directory without *.yaml manifests")
+            found.extend(inside)
+        else:
+            found.append(path)
+    return found
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    manifests = load_manifests(args.manifests)
+    manifests = load_manifests(manifest_paths(args.manifests), registry_of(args))
+    if args.state is not None and len(manifests) > 1:
+        raise UsageError(
+            "--state names the state directory of one manifest; several manifests each keep "
+            "theirs beside them (leave --state out)"
+        )
     options = RunOptions(
         state_dir=args.state,
         deadline=args.deadline,
         retry_failed=args.retry_failed,
         sandbox=args.sandbox,
+        max_cost=args.max_cost,
+        only=args.only,
+        collect_only=args.collect_only,
     )
     json_log = args.json_log or not sys.stderr.isatty()
     sink: Sink = JsonLines(sys.stderr) if json_log else ProgressBar(Console(stderr=True))
     events = Events([sink])
     try:
-        results = anyio.run(_run_all, manifests, options, events)
+        results = anyio.run(run_manifests, manifests, options, events)
         for manifest, result in zip(manifests, results, strict=True):
-            if json_log:
+            if json_log and isinstance(result, RunResult):
                 events.emit("summary", manifest=str(manifest.path), **summary_fields(result))
+            elif json_log:
+                events.emit("manifest_failed", manifest=str(manifest.path), message=str(result))
     finally:
         events.close()
+    codes = []
     for manifest, result in zip(manifests, results, strict=True):
-        print(summary_line(manifest, result))
-    return max((r.exit_code for r in results), key=lambda code: _SEVERITY.get(code, 0))
-
-
-async def _run_all(
-    manifests: list[Manifest], options: RunOptions, events: Events
-) -> list[RunResult]:
-    return [await run_manifest(m, options, events) for m in manifests]
+        if isinstance(result, RunResult):
+            print(summary_line(manifest, result))
+            codes.append(result.exit_code)
+        else:
+            print(f"tts-runner: {manifest.path}: {result}", file=sys.stderr)
+            codes.append(exit_code_of(result))
+    return max(codes, key=lambda code: _SEVERITY.get(code, 0))
 
 
 def summary_fields(result: RunResult) -> dict[str, object]:

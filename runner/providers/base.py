@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from runner.errors import Unsupported
 from runner.manifest.params import ParamValue
-from runner.plans import PlanPreset
+from runner.plans import PRESETS, PlanPreset
 from runner.providers.context import ProviderContext
 
 __all__ = [
@@ -162,6 +162,13 @@ class Provider:
 
     async def quota(self) -> Quota:
         raise Unsupported(f"{self.kind} does not report remaining credit through its API")
+
+    def expected_cost(self, text: str, params: Mapping[str, ParamValue]) -> float:
+        """What requesting `text` should cost this account, in its plan's price unit."""
+        if not self.paid:
+            return 0.0
+        account = self.context.account
+        return self.estimate_cost(text, params, PRESETS[(account.kind, account.plan)])
 
     @classmethod
     def estimate_cost(

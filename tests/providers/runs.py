@@ -39,6 +39,9 @@ async def run_in_process(
     retry: RetryPolicy = FAST_RETRY,
     task_policy: TaskPolicy | None = None,
     deadline: float | None = None,
+    collect_only: bool = False,
+    max_cost: float | None = None,
+    only: frozenset[str] | None = None,
 ) -> InProcessRun:
     path = directory / "book.yaml"
     path.write_text(manifest)
@@ -48,6 +51,9 @@ async def run_in_process(
         retry=retry,
         task_policy=task_policy or TaskPolicy(),
         deadline=deadline,
+        collect_only=collect_only,
+        max_cost=max_cost,
+        only=only,
     )
     result = await run_manifest(load_manifest(path), options, Events([log]))
     return InProcessRun(result, log, directory)

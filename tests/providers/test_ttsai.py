@@ -651,3 +651,21 @@ def test_back_to_back_runs_share_the_accounts_window_and_are_never_refused(
     assert shared.throttled == 0
     assert shared.max_starts_in_window <= window.requests
     assert control.throttled > 0  # without the shared history the plan is breached
+
+
+def test_max_cost_stops_the_account_before_its_budget_is_passed(tmp_path: Path) -> None:
+    account = AccountConfig(label="budget", credentials=(KEY,))
+    with SandboxThread(config(account)) as box:
+        _short_book(tmp_path / "book", box.urls["ttsai"], english_prose(8, seed=9))
+        env = {"MY_TTSAI_KEY": KEY}
+        # kokoro costs 2 credits per started 1000 characters: 5 credits buy two segments.
+        done = tts_runner(
+            "run", "book.yaml", "--max-cost", "5", "--json-log", cwd=tmp_path / "book", env=env
+        )
+        spent = box.summary(60.0, provider="ttsai", account="budget").cost
+    assert done.code == 3, done.stderr
+    assert spent == 4
+    (stopped,) = done.events("account_stopped")
+    assert "budget reached" in str(stopped["reason"])
+    (summary,) = done.events("summary")
+    assert summary["remaining"] == 6
