@@ -10,17 +10,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 from rich.console import Console
 
 from runner.cli.options import add_providers_option, duration, registry_of
 from runner.cli.progress import ProgressBar
-from runner.errors import UsageError, exit_code_of
-from runner.events import Events, JsonLines, Sink
+from runner.errors import RunnerError, UsageError, exit_code_of
+from runner.events import Events, JsonLines, Redactor, Sink
 from runner.manifest import Manifest, load_manifests
 from runner.run import RunOptions, RunResult, run_manifests
 
 __all__ = ["add_commands"]
+
+NOTIFY_TIMEOUT = 15.0  #: seconds for the whole --notify-url request
 
 #: Which exit code wins when several manifests end differently.
 _SEVERITY = {4: 5, 2: 4, 3: 3, 1: 2, 0: 1}
@@ -116,6 +119,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="JSON lines on stderr instead of a progress bar (default when not a tty)",
     )
+    parser.add_argument(
+        "--notify-url",
+        metavar="URL",
+        help="when done, POST the run summary as JSON to URL (a failure to notify is only "
+        "a warning)",
+    )
 
 
 def _ids(text: str) -> frozenset[str]:
@@ -185,6 +194,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 events.emit("manifest_failed", manifest=str(manifest.path), message=str(result))
     finally:
         events.close()
+    if args.notify_url:
+        notify(args.notify_url, manifests, results, events.redact)
     codes = []
     for manifest, result in zip(manifests, results, strict=True):
         if isinstance(result, RunResult):
@@ -194,6 +205,41 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"tts-runner: {manifest.path}: {result}", file=sys.stderr)
             codes.append(exit_code_of(result))
     return max(codes, key=lambda code: _SEVERITY.get(code, 0))
+
+
+def notify(
+    url: str,
+    manifests: list[Manifest],
+    results: list[RunResult | RunnerError],
+    redact: Redactor,
+) -> None:
+    """POST the summary of every manifest to `url`; say so on stderr if that fails."""
+    document = {
+        "runs": [
+            {"manifest": str(m.path), **summary_fields(r)}
+            if isinstance(r, RunResult)
+            else {"manifest": str(m.path), "exit_code": exit_code_of(r), "error": str(r)}
+            for m, r in zip(manifests, results, strict=True)
+        ]
+    }
+
+    async def post() -> int:
+        timeout = aiohttp.ClientTimeout(total=NOTIFY_TIMEOUT)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(url, json=redact.value(document)) as response,
+        ):
+            return response.status
+
+    try:
+        status = anyio.run(post)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        print(f"tts-runner: warning: could not notify {url}: {exc!r}", file=sys.stderr)
+        return
+    if status >= 300:
+        print(
+            f"tts-runner: warning: {url} answered the notification with {status}", file=sys.stderr
+        )
 
 
 def summary_fields(result: RunResult) -> dict[str, object]:
