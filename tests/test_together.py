@@ -64,17 +64,18 @@ def test_manifests_run_together_share_the_accounts_plan_and_take_turns(tmp_path:
         url = box.urls["ttsai"]
         big = _book(tmp_path / "jobs" / "big", url, _sentences(14, seed=1), account="tts")
         small = _book(tmp_path / "jobs" / "small", url, _sentences(4, seed=2), account="main")
-        done = tts_runner("run", big, small, "--json-log", cwd=tmp_path, env=ENV)
+        third = _book(tmp_path / "jobs" / "third", url, _sentences(6, seed=7), account="x")
+        done = tts_runner("run", big, small, third, "--json-log", cwd=tmp_path, env=ENV)
         assert done.code == 0, done.stderr
         summary = box.summary(PLAN.per_seconds, provider="ttsai", account="shared")
         assert box.deviations("ttsai") == ()
-    assert summary.requests == 18
+    assert summary.requests == 24
     assert summary.throttled == 0
     assert summary.max_starts_in_window <= PLAN.requests  # one budget for both manifests
     # Fair turns: the small book is not starved until the big one is done.
     assert max(_starts(small)) < max(_starts(big))
     summaries = {e["manifest"]: e for e in done.events("summary")}
-    assert {Path(str(m)).parent.name for m in summaries} == {"big", "small"}
+    assert {Path(str(m)).parent.name for m in summaries} == {"big", "small", "third"}
     assert all(e["exit_code"] == 0 for e in summaries.values())
 
 

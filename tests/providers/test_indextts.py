@@ -441,3 +441,5 @@ async def test_with_a_deadline_tasks_that_would_finish_after_it_are_not_submitte
     assert float(held["expected"]) > 8.0  # type: ignore[arg-type]
     assert any("held back" in w for w in run.result.stats.warnings)
     assert (tmp_path / "out" / "t0.wav").is_file()  # what was submitted was downloaded
+    with Store.open(run.state) as store:
+        assert store.in_state(SegmentState.SUBMITTED, SegmentState.READY) == []
