@@ -132,3 +132,22 @@ def test_only_named_chapters_are_worked_on(demo: Path) -> None:
     assert wrong.code == 2
     assert "--only names text(s) the manifest does not have: ch9" in wrong.stderr
     assert "ch01, ch02, ch03" in wrong.stderr
+
+
+def test_plan_since_last_shows_only_new_and_changed_segments(demo: Path) -> None:
+    fresh = json.loads(tts_runner("plan", "book.yaml", "--since-last", "--json", cwd=demo).stdout)
+    assert fresh["since_last"]["new_segments"] == fresh["unique_segments"]
+    assert tts_runner("run", "book.yaml", "--json-log", cwd=demo).code == 0
+    quiet = tts_runner("plan", "book.yaml", "--since-last", cwd=demo)
+    assert quiet.code == 0
+    assert "since the last run: nothing new or changed" in quiet.stdout
+    chapter = demo / "chapters" / "03-evening.txt"
+    chapter.write_text(chapter.read_text().replace("roasted chestnuts", "grilled corn"))
+    edited = json.loads(tts_runner("plan", "book.yaml", "--since-last", "--json", cwd=demo).stdout)
+    news = edited["since_last"]
+    assert news["new_segments"] == 1
+    assert [c["id"] for c in news["chapters"]] == ["ch03"]
+    assert news["estimated_cost"] == {}  # the embedded engine costs nothing
+    text = tts_runner("plan", "book.yaml", "--since-last", cwd=demo).stdout
+    assert "since the last run: 1 new or changed segments" in text
+    assert "  ch03: 1 new" in text

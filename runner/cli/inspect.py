@@ -42,6 +42,12 @@ def add_commands(commands: Any) -> None:
     plan.add_argument("--state", type=Path, metavar="DIR")
     add_providers_option(plan)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.add_argument(
+        "--since-last",
+        action="store_true",
+        help="only what is new or changed since the state last saw this manifest (what a "
+        "nightly run would request), per chapter, and what it would cost",
+    )
     plan.set_defaults(handler=cmd_plan)
 
     status = commands.add_parser(
@@ -69,12 +75,46 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _done_keys(directory: Path, keys: list[str]) -> set[str]:
+def _known_keys(directory: Path, keys: list[str]) -> dict[str, SegmentState]:
+    """The state of each of `keys` the state directory has seen."""
     if not (directory / "state.db").is_file():
-        return set()
+        return {}
     with Store.open(directory) as store:
         rows = store.rows(keys)
-    return {k for k, r in rows.items() if r.state == SegmentState.DONE}
+    return {k: r.state for k, r in rows.items()}
+
+
+def since_last(manifest: Manifest, plan: Plan, known: Mapping[str, object]) -> dict[str, object]:
+    """Segments the state has never seen (new texts, edited sentences), per chapter."""
+    seen: set[str] = set()
+    chapters = []
+    totals: dict[str, float] = {}
+    for chapter in plan.chapters:
+        new = [s for s in chapter.segments if s.key not in known and s.key not in seen]
+        seen.update(s.key for s in new)
+        if not new:
+            continue
+        chapters.append(
+            {
+                "id": chapter.id,
+                "title": chapter.text.title,
+                "new_segments": len(new),
+                "chars": sum(s.chars for s in new),
+                "first": new[0].text[:60],
+            }
+        )
+        for segment in new:
+            unit = PRESETS[
+                (manifest.accounts[segment.account].kind, manifest.accounts[segment.account].plan)
+            ].price_unit
+            if unit:
+                totals[unit] = round(totals.get(unit, 0.0) + _estimate(manifest, segment), 6)
+    return {
+        "new_segments": len(seen),
+        "chars": sum(c["chars"] for c in chapters),  # type: ignore[misc]
+        "estimated_cost": totals,
+        "chapters": chapters,
+    }
 
 
 def plan_document(manifest: Manifest, plan: Plan, done: set[str]) -> dict[str, object]:
@@ -157,8 +197,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest, registry_of(args))
     plan = expand(manifest)
     directory = state_dir_for(manifest, RunOptions(state_dir=args.state))
-    done = _done_keys(directory, list(plan.unique_segments()))
+    known = _known_keys(directory, list(plan.unique_segments()))
+    done = {k for k, state in known.items() if state == SegmentState.DONE}
     document = plan_document(manifest, plan, done)
+    if args.since_last:
+        document["since_last"] = since_last(manifest, plan, known)
     if args.json:
         json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
         print()
@@ -183,7 +226,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
     assert isinstance(totals, dict)
     spent = [_cost_text(cost, unit) for unit, cost in sorted(totals.items()) if cost]
     print(f"estimated cost: {'≈ ' + ' + '.join(spent) if spent else 'nothing'}")
+    if args.since_last:
+        _print_since_last(document["since_last"])  # type: ignore[arg-type]
     return 0
+
+
+def _print_since_last(news: Mapping[str, Any]) -> None:
+    if not news["new_segments"]:
+        print("since the last run: nothing new or changed")
+        return
+    spent = [_cost_text(c, u) for u, c in sorted(news["estimated_cost"].items()) if c]
+    print(
+        f"since the last run: {news['new_segments']} new or changed segments "
+        f"({news['chars']:,} characters), ≈ {' + '.join(spent) if spent else 'free'}"
+    )
+    for chapter in news["chapters"]:
+        print(
+            f"  {chapter['id']}: {chapter['new_segments']} new, {chapter['chars']:,} characters "
+            f"— {chapter['first']!r}…"
+        )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
