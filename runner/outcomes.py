@@ -124,6 +124,7 @@ class Outcomes:
 
     def defer(self, segment: Segment, reason: str, *, keep_state: bool = False) -> None:
         """Transient failures outlasted the retries: leave the segment for the next run."""
+        reason = self.events.redact(reason)
         if not keep_state:
             self.store.mark_pending(segment.key, reason)
         self.stats.account(segment.account).deferred += 1
@@ -136,17 +137,20 @@ class Outcomes:
             self.stop_account(segment.account, f"{failing} calls in a row failed: {reason}")
 
     def fail(self, segment: Segment, reason: str) -> None:
+        reason = self.events.redact(reason)  # it is kept in the state and the report
         self.store.mark_failed(segment.key, reason)
         self.stats.account(segment.account).failed += 1
         self.stats.failures[segment.key] = reason
         self.events.emit("segment_failed", key=segment.key, account=segment.account, reason=reason)
 
     def stop_account(self, account: str, reason: str) -> None:
+        reason = self.events.redact(reason)
         if account not in self.stopped:
             self.stopped[account] = reason
             self.stats.account(account).stopped = reason
             self.events.emit("account_stopped", account=account, reason=reason)
 
     def warn(self, message: str, **fields: object) -> None:
+        message = self.events.redact(message)
         self.stats.warnings.append(message)
         self.events.emit("warning", message=message, **fields)

@@ -152,7 +152,7 @@ class Scheduler:
                 return
             except AccountUnusable as exc:
                 outcomes.stop_account(segment.account, str(exc))
-                outcomes.store.mark_pending(segment.key, str(exc))
+                outcomes.store.mark_pending(segment.key, outcomes.events.redact(str(exc)))
                 return
             except PermanentError as exc:
                 outcomes.fail(segment, str(exc))

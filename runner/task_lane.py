@@ -157,7 +157,7 @@ class TaskLane:
             return
         except AccountUnusable as exc:
             self.outcomes.stop_account(self.account, str(exc))
-            self.outcomes.store.mark_pending(segment.key, str(exc))
+            self.outcomes.store.mark_pending(segment.key, self.outcomes.events.redact(str(exc)))
             return
         except PermanentError as exc:
             self.outcomes.fail(segment, str(exc))
