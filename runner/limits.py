@@ -20,6 +20,10 @@ next run of a cron job starts with the window this one left. What is kept is whe
 came back (when the request left, until then): the latest the server can have counted it, so
 a run seeded with these times is never early, whatever the latency of the previous one was.
 
+A start counts from when the request's headers are written to the socket (the adapters' HTTP
+layer reports it), not from when its slot was granted: opening a connection can take longer
+than the margin, and a server counts arrivals.
+
 Who goes next: waiters are ordered by priority, then arrival. Only the first in that order
 waits for the window and for a free slot; a better waiter arriving meanwhile takes its place at
 once (downloads of expiring results before polls, polls before new work). A start is recorded
@@ -28,11 +32,11 @@ when the request really leaves, after its concurrency slot is taken.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -80,6 +84,21 @@ class _Waiter:
     event: anyio.Event = field(default_factory=anyio.Event, compare=False)
 
 
+class Slot:
+    """One request's place in the window."""
+
+    def __init__(self, limiter: Limiter, stamp: float) -> None:
+        self._limiter, self._stamp = limiter, stamp
+
+    def sent(self) -> None:
+        """The request's headers left now. Counting it from now rather than from when its
+        slot was granted covers a connection set up meanwhile: the server counts arrivals."""
+        now = self._limiter._clock()
+        if now > self._stamp:
+            self._limiter._restamp(self._stamp, now)
+            self._stamp = now
+
+
 class Limiter:
     def __init__(
         self,
@@ -97,7 +116,9 @@ class Limiter:
         self._t = limits.per_seconds or 0.0
         # Default margin: 0.2 % of the window (at least 1 ms), within the 0.5 % efficiency budget.
         self.margin = margin if margin is not None else max(0.001, self._t * 0.002)
-        self._starts: deque[float] = deque(maxlen=self._n or 1)
+        #: the latest N start times, ascending (a start is re-stamped when its request really
+        #: leaves: see `Slot.sent`)
+        self._starts: list[float] = []
         self._capacity = limits.concurrent or math.inf
         self._waiting: list[_Waiter] = []
         self._seq = itertools.count()
@@ -143,11 +164,26 @@ class Limiter:
 
     def remember(self, starts: list[float]) -> None:
         """Seed the window with starts made earlier (e.g. by a previous run), oldest first."""
-        for t in sorted(starts)[-(self._n or 0) :]:
-            self._starts.append(t)
+        for t in starts:
+            self._stamp(t)
 
     def recent_starts(self) -> list[float]:
         return list(self._starts)
+
+    def _stamp(self, t: float) -> None:
+        if self._n is None:
+            return
+        bisect.insort(self._starts, t)
+        if len(self._starts) > self._n:
+            del self._starts[0]
+
+    def _restamp(self, old: float, new: float) -> None:
+        """A start recorded at `old` really left at `new` (later: e.g. after connecting)."""
+        i = bisect.bisect_left(self._starts, old)
+        if i < len(self._starts) and self._starts[i] == old:
+            del self._starts[i]
+            self._stamp(new)
+            self._wake_first()
 
     def next_start(self) -> float:
         """The earliest time the next request may start, ignoring concurrency."""
@@ -159,9 +195,10 @@ class Limiter:
     @asynccontextmanager
     async def slot(
         self, priority: Priority = WORK, on_start: Callable[[], None] | None = None
-    ) -> AsyncIterator[None]:
+    ) -> AsyncIterator[Slot]:
         """Hold one request slot: waits for its turn, a free slot and the window. `on_start`
-        is called the moment the request may leave (e.g. to journal it for one manifest)."""
+        is called the moment the request may leave (e.g. to journal it for one manifest).
+        Call the slot's `sent()` when the request's first bytes really leave."""
         me = _Waiter(priority, next(self._seq))
         previous = self._waiting[0] if self._waiting else None
         heapq.heappush(self._waiting, me)
@@ -177,8 +214,7 @@ class Limiter:
         heapq.heappop(self._waiting)
         handle = None
         now = self._clock()
-        if self._n is not None:
-            self._starts.append(now)
+        self._stamp(now)
         if self._log is not None:
             handle = self._log.started(now)
         if on_start is not None:
@@ -188,7 +224,7 @@ class Limiter:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self._wake_first()
         try:
-            yield
+            yield Slot(self, now)
         finally:
             if handle is not None and self._log is not None:
                 self._log.finished(handle, self._clock())

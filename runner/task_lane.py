@@ -134,10 +134,20 @@ class TaskLane:
                 return
             token = object()
             await self._outstanding.acquire_on_behalf_of(token)
-            try:
-                await self._submit(segment)
-            finally:
+            created = await self._create(segment)
+            if created is None:
                 self._outstanding.release_on_behalf_of(token)
+                continue
+            # Follow it in a task of its own: the next submit does not wait for this result.
+            self._tg.start_soon(self._follow_created, segment, *created, token)
+
+    async def _follow_created(
+        self, segment: Segment, submission: Submission, created: float, token: object
+    ) -> None:
+        try:
+            await self._after_create(segment, submission, created)
+        finally:
+            self._outstanding.release_on_behalf_of(token)
 
     def _expected_total(self, segment: Segment) -> float:
         """Seconds from submitting `segment` to having its audio: processing, with some slack
@@ -146,34 +156,47 @@ class TaskLane:
 
     async def _submit(self, segment: Segment) -> None:
         """Create a task for `segment`, then follow it to its download (holds a token)."""
+        created = await self._create(segment)
+        if created is not None:
+            await self._after_create(segment, *created)
+
+    async def _create(self, segment: Segment) -> tuple[Submission, float] | None:
+        """The create call; its task id is committed the moment it is known. None: no task."""
         request = self.outcomes.request(segment, durable=True)
         try:
             submission = await self.provider.submit(request)
         except SubmitAmbiguous as exc:
             self.outcomes.defer(segment, str(exc), keep_state=True)  # reconciled next run
-            return
+            return None
         except TransientError as exc:
             self.outcomes.defer(segment, str(exc))
-            return
+            return None
         except AccountUnusable as exc:
             self.outcomes.stop_account(self.account, str(exc))
             self.outcomes.store.mark_pending(segment.key, self.outcomes.events.redact(str(exc)))
-            return
+            return None
         except PermanentError as exc:
             self.outcomes.fail(segment, str(exc))
-            return
+            return None
         self.stats.cost += submission.cost or 0.0
-        await self._track(segment, submission, time.time())
+        self._record(segment, submission)
+        return submission, time.time()
 
-    async def _track(self, segment: Segment, submission: Submission, created: float) -> None:
-        store = self.outcomes.store
-        store.mark_submitted(segment.key, submission.task_id)
+    def _record(self, segment: Segment, submission: Submission) -> None:
+        self.outcomes.store.mark_submitted(segment.key, submission.task_id)
         self.outcomes.events.emit(
             "task_submitted", key=segment.key, account=self.account, task=submission.task_id
         )
+
+    async def _track(self, segment: Segment, submission: Submission, created: float) -> None:
+        """A task found at the provider: record it, then follow it."""
+        self._record(segment, submission)
+        await self._after_create(segment, submission, created)
+
+    async def _after_create(self, segment: Segment, submission: Submission, created: float) -> None:
         if submission.url:
             expires = created + self.result_ttl
-            store.mark_ready(segment.key, submission.url, expires)
+            self.outcomes.store.mark_ready(segment.key, submission.url, expires)
             await self._collect(segment, submission.url, expires)
         else:
             await self._follow(segment, submission.task_id, created)

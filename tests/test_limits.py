@@ -301,3 +301,34 @@ def test_every_request_is_logged_when_it_leaves_and_again_when_its_reply_came() 
 
     anyio.run(one)
     assert log == [("started", 1, 3.0), ("finished", 1, 3.25)]
+
+
+@pytest.mark.anyio
+async def test_a_start_counts_from_when_its_request_really_left() -> None:
+    """Two slots granted at 0 whose requests left at 0.5 (a connection was opened first): the
+    server counts them at 0.5, so the third may not start before 0.5 + T."""
+    clock = VirtualClock()
+    limiter = Limiter(Limits(requests=2, per_seconds=1.0), clock=clock, sleep=clock.sleep, margin=0)
+    starts: list[float] = []
+    done = anyio.Event()
+
+    async def slow_to_connect() -> None:
+        async with limiter.slot() as slot:
+            starts.append(clock.now)
+            await clock.sleep(0.5)
+            slot.sent()
+
+    async def later() -> None:
+        await clock.sleep(0.1)
+        async with limiter.slot():
+            starts.append(clock.now)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(clock.drive, done)
+        async with anyio.create_task_group() as inner:
+            inner.start_soon(slow_to_connect)
+            inner.start_soon(slow_to_connect)
+            inner.start_soon(later)
+        done.set()
+    assert starts == [0.0, 0.0, 1.5]
+    assert limiter.recent_starts() == [0.5, 1.5]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from runner.events import Events
-from runner.limits import WORK, Limiter, Priority
+from runner.limits import WORK, Limiter, Priority, Slot
 from runner.manifest.model import Account
 from runner.stats import AccountStats
 
@@ -50,12 +50,12 @@ class ProviderContext:
     priority: int = 0
 
     @asynccontextmanager
-    async def slot(self, priority: Priority = WORK) -> AsyncIterator[None]:
+    async def slot(self, priority: Priority = WORK) -> AsyncIterator[Slot]:
         """One request slot of the account's limiter, on behalf of this manifest."""
         if priority[0] == WORK[0]:
             priority = (WORK[0], -float(self.priority))
-        async with self.limiter.slot(priority, self.on_start):
-            yield
+        async with self.limiter.slot(priority, self.on_start) as slot:
+            yield slot
 
     def secret(self, role: str) -> str:
         """The value of the environment variable named by the account for `role` ('' if unset)."""

@@ -14,6 +14,7 @@ import email.utils
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import aiohttp
@@ -21,7 +22,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
 from runner.errors import RateLimited, TransientError
-from runner.limits import WORK, Priority
+from runner.limits import WORK, Priority, Slot
 from runner.providers.context import ProviderContext
 
 __all__ = ["Http", "Reply", "retry_after_seconds"]
@@ -82,7 +83,10 @@ class Http:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             limit = (self.context.limiter.limits.concurrent or 16) * 2
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(_headers_sent)
             self._session = aiohttp.ClientSession(
+                trace_configs=[trace],
                 headers=self._headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout, connect=min(30.0, self.timeout)),
                 connector=aiohttp.TCPConnector(limit=limit),
@@ -107,12 +111,14 @@ class Http:
         """One request through the account's limiter. Raises TransientError for failures below
         the HTTP level; any HTTP status is returned for the adapter to interpret."""
         account = self.context.account.name
-        async with self.context.slot(priority):
+        async with self.context.slot(priority) as slot:
             if on_send is not None:
                 on_send()
             self.context.stats.requests += 1
             try:
-                async with self._client().request(method, url, **kwargs) as response:
+                async with self._client().request(
+                    method, url, trace_request_ctx=slot, **kwargs
+                ) as response:
                     body = await response.read()
                     headers = {k.lower(): v for k, v in response.headers.items()}
                     status = response.status
@@ -194,6 +200,15 @@ class Http:
         self.context.events.emit(
             "retry", account=self.context.account.name, cause=cause, what=what, message=str(exc)
         )
+
+
+async def _headers_sent(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    """aiohttp trace hook: the request really left; its limiter slot counts from now."""
+    slot = context.trace_request_ctx
+    if isinstance(slot, Slot):
+        slot.sent()
 
 
 def _path(url: str) -> str:
