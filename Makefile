@@ -33,7 +33,7 @@ torture: $(STAMP)
 	$(BIN)/pytest -m slow -p no:cacheprovider tests/torture
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python tests/bench/run.py
 
 cov: $(STAMP)
 	$(BIN)/coverage run -m pytest -m "not slow" -p no:cacheprovider

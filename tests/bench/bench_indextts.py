@@ -1,0 +1,251 @@
+"""Benchmark 2: an IndexTTS book of asynchronous tasks (submit → poll → download) through the
+whole runner, in-process, against the IndexTTS emulator on loopback with a compressed plan.
+
+Figures:
+- make-span (first request to last reply, from the emulator's ledger) against a lower bound:
+  every task needs at least three requests through the account's one budget (submit, one poll,
+  download), so 3W requests cannot fit in less than floor((3W-1)/N)*T; nor can the book finish
+  before its slowest task has been processed. The requests the run really sent give a second
+  reference (how much of the span is polling overhead rather than pacing);
+- polls per task (median, from `task_done` events);
+- lateness: how long after a task was really done the runner noticed (`task_done` seconds
+  minus the emulator's processing time, base + per_char * characters), median, also relative
+  to the processing time;
+- deferrals, 429s and the worst window the emulator saw.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from benchlib import EventLog, Table, pct, window_stats
+
+from runner.events import Events
+from runner.manifest import load_manifest
+from runner.providers.context import RetryPolicy
+from runner.run import RunOptions, run_manifest
+from runner.sandbox import AccountConfig, SandboxConfig, SandboxThread
+from runner.sandbox.config import IndexTTSConfig, RateLimit
+
+__all__ = ["main"]
+
+SIGN = "index-sign-bench-7f3a9c2e11"
+VOICE = "VoiceBench123"
+TASKS = 60
+N, T, C = 30, 2.0, 6  #: the compressed plan: 30 request starts per 2 s, 6 in flight
+BASE, PER_CHAR = 0.5, 0.004  #: the emulator's processing time: 0.67 s to 1.72 s
+PARA = "\n\n"
+RETRY = RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05)
+
+WORDS = [
+    "lighthouse",
+    "keeper",
+    "harbour",
+    "evening",
+    "lantern",
+    "fisherman",
+    "quiet",
+    "tide",
+    "morning",
+    "stairs",
+    "window",
+    "village",
+    "children",
+    "brightest",
+    "star",
+    "ocean",
+    "storm",
+    "rope",
+    "boat",
+    "returned",
+    "smiled",
+]
+
+
+def texts(count: int) -> list[str]:
+    """Unique English texts of 1 to 6 sentences (43 to 305 characters)."""
+    out = []
+    for i in range(count):
+        sentences = []
+        for j in range(1 + (i * 7) % 6):
+            words = [WORDS[(i * 3 + j * 5 + k) % len(WORDS)] for k in range(5)]
+            sentences.append(f"{' '.join(words).capitalize()} number {i}-{j}.")
+        out.append(" ".join(sentences))
+    return out
+
+
+def sandbox_config() -> SandboxConfig:
+    account = AccountConfig(
+        label="acct",
+        credentials=(SIGN,),
+        voices=(VOICE,),
+        rate=RateLimit(requests=N, per_seconds=T, concurrent=C),
+    )
+    return SandboxConfig(
+        indextts=IndexTTSConfig(
+            accounts=(account,), processing_base=BASE, processing_per_char=PER_CHAR
+        )
+    )
+
+
+def manifest(url: str, items: list[str]) -> str:
+    lines = [
+        "providers:",
+        f"  index: {{kind: indextts, base_url: '{url}',"
+        f" limits: {{requests: {N}, per_seconds: {T}, concurrent: {C}}}}}",
+        "voices:",
+        f"  n: {{provider: index, audio_id: {VOICE}, style: 2, speed: 1.0}}",
+        # One chapter, a paragraph (so a segment, so a task) per text: the book's assembly stays
+        # a small part of the benchmark's time.
+        f"texts: [{{id: book, text: {json.dumps(PARA.join(items))}}}]",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class TaskTimes:
+    created: float
+    ready: float
+    chars: int
+
+
+async def main() -> dict[str, object]:
+    items = texts(TASKS)
+    with (
+        tempfile.TemporaryDirectory(prefix="tts-bench-indextts-") as tmp,
+        SandboxThread(sandbox_config()) as box,
+    ):
+        root = Path(tmp)
+        path = root / "book.yaml"
+        path.write_text(manifest(box.urls["indextts"], items))
+        log = EventLog()
+        environ = {"INDEX_API_SIGN": SIGN, "TTS_RUNNER_HOME": str(root / "home")}
+        options = RunOptions(state_dir=root / "state", retry=RETRY, environ=environ)
+        began = time.monotonic()
+        result = await run_manifest(load_manifest(path), options, Events([log]))
+        ended = time.monotonic()
+        wall = ended - began
+        entries = box.ledger("indextts")
+        emulator = box.sandbox.indextts
+        tasks = box.call(
+            lambda: {
+                tid: TaskTimes(t.created_at, t.ready_at or float("nan"), len(t.content))
+                for tid, t in emulator.tasks.items()
+            }
+        )
+        n429 = box.call(lambda: box.sandbox.ledger.count_429(provider="indextts"))
+
+    stats = result.stats.accounts.get("index")
+    deferred = stats.deferred if stats else -1
+    task_of = {str(e["key"]): str(e["task"]) for e in log.of("task_submitted")}
+    polls: list[int] = []
+    late: list[float] = []
+    late_rel: list[float] = []
+    actuals: list[float] = []
+    for done in log.of("task_done"):
+        polls.append(int(str(done["polls"])))
+        times = tasks.get(task_of.get(str(done["key"]), ""))
+        if times is None:
+            continue
+        actual = BASE + PER_CHAR * times.chars
+        actuals.append(actual)
+        late.append(float(str(done["seconds"])) - actual)
+        late_rel.append(late[-1] / actual)
+
+    if len(polls) != TASKS:  # one paragraph, one segment, one task
+        raise RuntimeError(f"expected {TASKS} tasks done, the run reports {len(polls)}")
+    requests = len(entries)
+    first = min(e.started_at for e in entries)
+    last = max(e.finished_at for e in entries)
+    span = last - first
+    longest = max(BASE + PER_CHAR * t.chars for t in tasks.values())
+    by_rate = (3 * TASKS - 1) // N * T
+    bound = max(by_rate, longest)
+    by_sent = (requests - 1) // N * T
+    window = window_stats([e.started_at for e in entries], N, T)
+    kinds: dict[str, int] = {}
+    for e in entries:
+        kinds[e.operation.value] = kinds.get(e.operation.value, 0) + 1
+
+    table = Table(
+        f"2. IndexTTS pipeline: {TASKS} tasks, plan {N} per {T:g} s and {C} in flight, "
+        f"processing {BASE:g} s + {PER_CHAR:g} s/char",
+        ["figure", "value", "baseline", "ratio"],
+    )
+    table.add(
+        "make-span (ledger) vs lower bound",
+        f"{span:.2f} s",
+        f"{bound:.2f} s",
+        f"{span / bound:.3f}x",
+    )
+    table.add(
+        "make-span vs requests sent / rate",
+        f"{span:.2f} s",
+        f"{by_sent:.2f} s",
+        f"{span / by_sent:.3f}x" if by_sent else "-",
+    )
+    table.add(
+        "requests sent vs minimum (3 per task)",
+        requests,
+        3 * TASKS,
+        f"{requests / (3 * TASKS):.3f}x",
+    )
+    table.add("polls per task, median (target <= 4)", f"{statistics.median(polls):g}", 4, "")
+    table.add("polls per task, max", max(polls), "", "")
+    table.add(
+        "lateness noticed, median (vs processing)",
+        f"{statistics.median(late):.3f} s",
+        f"{statistics.median(actuals):.3f} s",
+        pct(statistics.median(late_rel)),
+    )
+    table.add("lateness relative, 90th percentile", "", "", pct(_quantile(late_rel, 0.9)))
+    table.add("deferrals", deferred, 0, "")
+    table.add("429s from the emulator", n429, 0, "")
+    table.add(
+        "worst window (emulator starts)", f"{window.worst}/{N}", N, f"{window.worst / N:.3f}x"
+    )
+    table.add("run wall time", f"{wall:.2f} s", "", "")
+    table.add("  before the first request", f"{first - began:.2f} s", "", "")
+    table.add("  after the last reply (assembly...)", f"{ended - last:.2f} s", "", "")
+    table.add("exit code", result.exit_code, 0, "")
+    table.print()
+    return {
+        "tasks": TASKS,
+        "plan": {"requests": N, "per_seconds": T, "concurrent": C},
+        "processing": {"base": BASE, "per_char": PER_CHAR},
+        "make_span_s": round(span, 3),
+        "lower_bound_s": round(bound, 3),
+        "lower_bound_by_rate_s": by_rate,
+        "longest_processing_s": round(longest, 3),
+        "requests_sent": requests,
+        "requests_by_operation": kinds,
+        "requests_sent_over_rate_s": by_sent,
+        "polls_median": statistics.median(polls),
+        "polls_max": max(polls),
+        "polls_mean": round(statistics.fmean(polls), 3),
+        "lateness_median_s": round(statistics.median(late), 4),
+        "lateness_relative_median": round(statistics.median(late_rel), 4),
+        "lateness_relative_p90": round(_quantile(late_rel, 0.9), 4),
+        "deferred": deferred,
+        "server_429": n429,
+        "worst_window": window.worst,
+        "wall_s": round(wall, 3),
+        "before_first_request_s": round(first - began, 3),
+        "after_last_reply_s": round(ended - last, 3),
+        "exit_code": result.exit_code,
+    }
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+if __name__ == "__main__":
+    anyio.run(main)
