@@ -179,6 +179,10 @@ class PermanentError(ProviderError):
     """The request will never succeed as asked (bad parameter, unknown voice...)."""
 
 
+class OutputError(RunnerError):
+    """An output file could not be written (a file where a directory should be, permissions)."""
+
+
 def exit_code_of(error: RunnerError) -> int:
     """The exit code of design.md for a run that ended with `error`."""
     if isinstance(error, ManifestError | UsageError):
@@ -190,3 +194,16 @@ def exit_code_of(error: RunnerError) -> int:
     if isinstance(error, StateError):
         return 2
     return 1
+
+
+def runner_error_in(group: BaseExceptionGroup[BaseException]) -> RunnerError | None:
+    """The first RunnerError among a task group's exceptions (e.g. a full disk met by one of
+    many workers), so that it ends the run with its own message and exit code."""
+    for exc in group.exceptions:
+        if isinstance(exc, RunnerError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = runner_error_in(exc)
+            if found is not None:
+                return found
+    return None

@@ -39,10 +39,11 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         fsync_dir(path.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            why = "a file-size limit was reached" if exc.errno == errno.EFBIG else "no space left"
             raise DiskFull(
-                f"no space left on the device holding {path.parent}; nothing was left half-written"
-                " — free some space and run again"
+                f"{why} writing in {path.parent}; nothing was left half-written"
+                " — free some space (or raise the limit) and run again"
             ) from exc
         raise
     except BaseException:

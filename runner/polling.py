@@ -57,8 +57,15 @@ class ProcessingModel:
             self.base = max(0.0, mean_y - self.per_char * mean_x)
             return
         slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
-        self.per_char = max(0.0, slope)
-        self.base = max(0.0, mean_y - self.per_char * mean_x)
+        base = mean_y - slope * mean_x
+        if base < 0:  # a negative intercept is noise: fit through the origin instead
+            base, slope = (
+                0.0,
+                sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs),
+            )
+        elif slope < 0:  # longer texts are not faster: a constant time
+            base, slope = mean_y, 0.0
+        self.per_char, self.base = slope, base
 
     def delay(self, chars: int, elapsed: float, polls: int) -> float:
         """Seconds to wait before the next poll of a task `elapsed` seconds old."""

@@ -14,8 +14,6 @@ import anyio.to_thread
 from runner.cache import Cache, Cached
 from runner.events import Events
 from runner.plan import Segment
-from runner.providers import adapter_class
-from runner.providers.base import Mode
 from runner.stats import RunStats
 from runner.store import SegmentRow, SegmentState, Store
 
@@ -47,11 +45,6 @@ async def work_left(
             _recover(store, row, found)
             stats.recovered += 1
             continue
-        if row.state == SegmentState.SUBMITTING and adapter_class(segment.kind).mode == Mode.SYNC:
-            # A synchronous request left and its answer never arrived: it may have been paid
-            # for, and there is no way to fetch it again. Say so.
-            stats.account(segment.account).re_requests += 1
-            events.emit("re_request", key=segment.key, account=segment.account)
         todo.append((segment, row))
     return todo
 

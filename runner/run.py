@@ -27,7 +27,7 @@ from runner.assemble import (
     write_index,
 )
 from runner.cache import Cache
-from runner.errors import RunnerError, UsageError
+from runner.errors import OutputError, RunnerError, UsageError, runner_error_in
 from runner.events import Events
 from runner.lock import RunLock
 from runner.manifest.model import Manifest
@@ -103,6 +103,11 @@ async def run_manifest(
             result = await _run_locked(
                 manifest, options, events, store, directory, started, run_id, shared
             )
+        except BaseExceptionGroup as group:
+            error = runner_error_in(group)
+            if error is None:
+                raise
+            raise error from group
         finally:
             events.sinks.remove(journal)
         store.finish_run(run_id, result.exit_code, json.dumps(result.stats.as_dict(), default=str))
@@ -325,9 +330,18 @@ async def _assemble(
         previous = store.chapter(str(manifest.path), chapter.id)
         path = output_path(manifest, chapter)
         if not await anyio.to_thread.run_sync(is_current, previous, fingerprint, path):
-            built = await anyio.to_thread.run_sync(
-                assemble_chapter, manifest, chapter, rows, directory, gain
-            )
+            try:
+                built = await anyio.to_thread.run_sync(
+                    assemble_chapter, manifest, chapter, rows, directory, gain
+                )
+            except OSError as exc:
+                if isinstance(exc, RunnerError):
+                    raise
+                raise OutputError(
+                    f"cannot write chapter {chapter.id} to {path}: {exc.strerror or exc}; "
+                    "the audio is safe in the state directory — fix the output path and run "
+                    "again"
+                ) from exc
             previous = chapter_row(manifest, chapter, fingerprint, built)
             store.save_chapter(previous)
             result.chapters_written.append(path)

@@ -45,7 +45,7 @@ from runner.providers.base import (
     VoiceModel,
 )
 from runner.providers.context import ProviderContext
-from runner.providers.http import Http, Reply
+from runner.providers.http import Http, Reply, retry_after_seconds
 from runner.providers.indextts_assets import IndexAssets, ReferenceGone
 
 __all__ = ["IndexTTSProvider"]
@@ -88,6 +88,13 @@ class IndexTTSProvider(Provider):
         if reply.status == 404 and not reply.content_type.endswith("json"):
             raise NotFoundPage(
                 f"{what}: IndexTTS has no such page (HTTP 404)", account=self.account
+            )
+        if reply.status == 429:  # a throttling proxy in front of the API: wait, do not give up
+            raise RateLimited(
+                f"{what}: IndexTTS answered HTTP 429 (too many requests)",
+                account=self.account,
+                status=429,
+                retry_after=retry_after_seconds(reply.headers.get("retry-after")),
             )
         if reply.status >= 500 or reply.status in (408, 502, 503, 504):
             raise TransientError(

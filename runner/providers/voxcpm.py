@@ -31,12 +31,12 @@ from typing import ClassVar, Final
 import anyio
 import anyio.to_thread
 
-from runner.errors import CorruptResult, PermanentError, TransientError
+from runner.errors import CorruptResult, PermanentError, RateLimited, TransientError
 from runner.manifest.params import FileRef
 from runner.providers.base import Audio, Mode, Provider, Request
 from runner.providers.context import ProviderContext
 from runner.providers.files import read_reference
-from runner.providers.http import Http, Reply
+from runner.providers.http import Http, Reply, retry_after_seconds
 
 __all__ = ["PER_SERVER", "ServerPool", "VoxCPMProvider"]
 
@@ -213,6 +213,13 @@ def _parse_reply(reply: Reply, server: Server, account: str) -> _Success:
             f"{reply.text(200)!r}",
             account=account,
             status=reply.status,
+        )
+    if reply.status == 429:  # throttled, whatever the body says: wait and ask again
+        raise RateLimited(
+            f"{where} answered HTTP 429: {reply.text(200)!r}",
+            account=account,
+            status=429,
+            retry_after=retry_after_seconds(reply.headers.get("retry-after")),
         )
     status = data.get("status")
     if status == "error":

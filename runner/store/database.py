@@ -21,6 +21,12 @@ __all__ = ["DB_NAME", "Database"]
 DB_NAME = "state.db"
 
 
+def _cannot_write(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL, or SQLITE_IOERR (what a write refused for a file-size limit becomes)."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (13, 10) or "full" in str(exc) or "disk I/O error" in str(exc)
+
+
 class Database:
     """The connection, its schema and its transactions; the tables add their methods."""
 
@@ -64,8 +70,11 @@ class Database:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            if "full" in str(exc):
-                raise DiskFull(f"no space left to open {self.path}") from exc
+            if _cannot_write(exc):
+                raise DiskFull(
+                    f"cannot write to open {self.path} ({exc}): the disk may be full or a "
+                    "file-size limit reached; free some space and run again"
+                ) from exc
             raise StateCorrupt(self._corrupt_message(str(exc))) from exc
 
     def _corrupt_message(self, detail: str) -> str:
@@ -119,10 +128,11 @@ class Database:
                 raise
             self._db.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            if "full" in str(exc) or getattr(exc, "sqlite_errorcode", 0) == 13:  # SQLITE_FULL
+            if _cannot_write(exc):
                 raise DiskFull(
-                    f"no space left on the device holding {self.path}; the state database is "
-                    "unchanged — free some space and run again"
+                    f"cannot write {self.path} ({exc}): the disk may be full or a file-size "
+                    "limit reached; the state database is unchanged — free some space and run "
+                    "again"
                 ) from exc
             raise
         finally:
