@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from runner.manifest.model import Account
 from runner.plans import PRESETS
-from runner.providers.espeak import EspeakError, engine
+from runner.providers.espeak import EspeakError
+from runner.providers.espeak_fork import forking_engine
 from runner.providers.local import resolve_params
 from runner.sandbox import AccountConfig, Plan, RateLimit, Sandbox, SandboxConfig
 from runner.sandbox.config import (
@@ -37,9 +38,9 @@ def speak(text: str, language: str) -> tuple[bytes, int]:
     voice = str(resolve_params({"language": "auto"}, clean)["voice"])
     del language
     try:
-        speech = engine().speak(clean, voice)
+        speech = forking_engine().speak(clean, voice)
     except EspeakError:
-        speech = engine().speak(clean, "en-us")
+        speech = forking_engine().speak(clean, "en-us")
     return speech.pcm, speech.sample_rate
 
 

@@ -14,7 +14,8 @@ import anyio.to_thread
 from runner.errors import PermanentError
 from runner.manifest.params import ParamValue
 from runner.providers.base import Audio, Mode, Provider, Request
-from runner.providers.espeak import EspeakError, engine
+from runner.providers.espeak import EspeakError
+from runner.providers.espeak_fork import forking_engine
 
 __all__ = ["LocalProvider", "resolve_params"]
 
@@ -62,7 +63,7 @@ class LocalProvider(Provider):
             self.context.stats.requests += 1
             try:
                 speech = await anyio.to_thread.run_sync(
-                    lambda: engine().speak(request.text, voice, rate, pitch)
+                    lambda: forking_engine().speak(request.text, voice, rate, pitch)
                 )
             except EspeakError as exc:
                 raise PermanentError(str(exc), account=self.account) from exc
