@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import av
 import pytest
 from support import REPO, tts_runner, wav_stats
 
@@ -26,11 +27,44 @@ def _digests(directory: Path) -> dict[str, str]:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Path:
+    """The demo book, written as WAV so its samples can be inspected directly."""
     target = tmp_path / "demo"
     shutil.copytree(
         REPO / "examples" / "demo", target, ignore=shutil.ignore_patterns("out", ".tts-runner")
     )
+    manifest = target / "book.yaml"
+    shipped = manifest.read_text()
+    assert "  format: m4b " in shipped
+    manifest.write_text(shipped.replace("  format: m4b ", "  format: wav "))
     return target
+
+
+def test_the_demo_as_shipped_is_an_m4b_audiobook_with_chapters_and_a_report(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "demo"
+    shutil.copytree(
+        REPO / "examples" / "demo", target, ignore=shutil.ignore_patterns("out", ".tts-runner")
+    )
+    done = tts_runner("run", "book.yaml", "--json-log", cwd=target)
+    assert done.code == 0, done.stderr
+    out = target / "out"
+    assert sorted(p.name for p in out.glob("*.m4b")) == [
+        "ch01.m4b",
+        "ch02.m4b",
+        "ch03.m4b",
+        "demo-book.m4b",
+    ]
+    assert (out / "report.html").is_file()
+    with av.open(str(out / "demo-book.m4b")) as book:
+        marks = book.chapters()
+        assert [m["metadata"]["title"] for m in marks] == [
+            "The North Wind and the Sun",
+            "灯塔守望人",
+            "Two Languages, One Evening",
+        ]
+        seconds = float(book.duration or 0) / av.time_base
+    assert seconds > 20
 
 
 def test_demo_end_to_end_produces_real_speech(demo: Path) -> None:
