@@ -81,6 +81,7 @@ class ForkingEngine:
         if self._helper.stdin is not None:
             self._helper.stdin.close()
         self._helper.wait(timeout=10)
+        self._out.close()
 
 
 _engine_lock = threading.Lock()
