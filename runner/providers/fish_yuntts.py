@@ -15,7 +15,6 @@ providers.md: the seed lists codes, not a body).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,8 @@ from runner.manifest.voice_params import PARAMS
 from runner.plans import PRESETS, PlanPreset
 from runner.providers.base import Audio, Mode, Provider, Request, VoiceModel
 from runner.providers.context import ProviderContext
+from runner.providers.files import read_reference
+from runner.providers.fish_voice_files import VOICE_TYPES, voice_files
 from runner.providers.fish_wire import (
     audio_body,
     by_status,
@@ -64,14 +65,6 @@ TUNING: Final = tuple(name for name in PARAMS["fish_yuntts"] if name not in _NOT
 SPEAKER_TAG: Final = re.compile(r"<\|speaker:\d+\|>")
 PAGE_SIZE: Final = 100  #: the largest page the list accepts
 MAX_PAGES: Final = 10_000  #: a server that always says has_more must not keep us forever
-VOICE_TYPES: Final = {
-    ".mp3": "audio/mpeg",
-    ".wav": "audio/wav",
-    ".m4a": "audio/mp4",
-    ".opus": "audio/opus",
-}
-MAX_VOICE_FILES: Final = 10
-MAX_VOICE_BYTES: Final = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -187,7 +180,7 @@ class FishYunTTSProvider(Provider):
         hash is part of the segment key."""
         known = self._recordings.get(ref.sha256)
         if known is None:
-            known = await anyio.to_thread.run_sync(_read_unchanged, ref, self.account)
+            known = await anyio.to_thread.run_sync(read_reference, ref, self.account)
             self._recordings[ref.sha256] = known
         return known
 
@@ -276,7 +269,7 @@ class FishYunTTSProvider(Provider):
     async def create_voice(
         self, name: str, audio: Sequence[Path], *, describe: str = "", texts: Sequence[str] = ()
     ) -> VoiceModel:
-        files = await anyio.to_thread.run_sync(_voice_files, list(audio), self.account)
+        files = await anyio.to_thread.run_sync(voice_files, list(audio), self.account)
         what = f"create voice model {name!r}"
         before = {v.id for v in await self._own_titled(name)}
 
@@ -392,35 +385,3 @@ def _number(value: str) -> float | None:
 def _voice_model(item: Mapping[str, object]) -> VoiceModel:
     model_id = item.get("_id") or item.get("model_id") or ""
     return VoiceModel(str(model_id), str(item.get("title", "")), details=dict(item))
-
-
-def _read_unchanged(ref: FileRef, account: str) -> bytes:
-    try:
-        data = ref.path.read_bytes()
-    except OSError as exc:
-        raise PermanentError(
-            f"reference recording {ref.path} cannot be read ({exc.strerror})", account=account
-        ) from exc
-    if hashlib.sha256(data).hexdigest() != ref.sha256:
-        raise PermanentError(
-            f"reference recording {ref.path} changed since the manifest was read; run again",
-            account=account,
-        )
-    return data
-
-
-def _voice_files(paths: list[Path], account: str) -> list[tuple[str, bytes]]:
-    """The recordings for a new model, checked against the seed's limits before uploading."""
-    if not 1 <= len(paths) <= MAX_VOICE_FILES:
-        raise PermanentError(
-            f"a voice model takes 1 to {MAX_VOICE_FILES} recordings, not {len(paths)}",
-            account=account,
-        )
-    files = [(path.name, path.read_bytes()) for path in paths]
-    for name, data in files:
-        if Path(name).suffix.lower() not in VOICE_TYPES or len(data) > MAX_VOICE_BYTES:
-            raise PermanentError(
-                f"{name}: a voice recording is mp3, wav, m4a or opus, at most 20 MB",
-                account=account,
-            )
-    return files

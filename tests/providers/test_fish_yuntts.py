@@ -390,7 +390,7 @@ async def test_a_changed_reference_recording_is_refused(
     path.write_bytes(make_wav(1.0))
     ref = FileRef(path, *hash_file(path))
     path.write_bytes(make_wav(1.5))
-    with pytest.raises(PermanentError, match="changed since the manifest was read"):
+    with pytest.raises(PermanentError, match="changed after the manifest was loaded"):
         await provider_for(fish).synthesize(ask(references=[{"audio": ref}]))
     assert fish.ledger.entries() == ()
 
