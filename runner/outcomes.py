@@ -14,7 +14,7 @@ from runner.events import Events
 from runner.plan import Segment
 from runner.providers.base import Audio, Request
 from runner.stats import RunStats
-from runner.store import SegmentState, Store
+from runner.store import Store
 
 __all__ = ["BREAKER", "Outcomes"]
 
@@ -33,6 +33,7 @@ class Outcomes:
         *,
         max_cost: float | None = None,
         deadline_at: float | None = None,
+        unanswered: frozenset[str] = frozenset(),
     ) -> None:
         self.store, self.cache, self.events, self.stats = store, cache, events, stats
         self.stopped: dict[str, str] = {}  #: account → why it was stopped
@@ -40,7 +41,8 @@ class Outcomes:
         self.max_cost = max_cost  #: per account, in its price unit, for this run
         self.deadline_at = deadline_at  #: time.monotonic() after which nothing may be running
         self._committed: dict[str, float] = {}  #: estimated cost of requests started
-        self._sent: set[str] = set()  #: segments requested in this run
+        #: segments an earlier run sent without an answer (see `resume.sent_unanswered`)
+        self._unanswered = set(unanswered)
 
     def affordable(self, segment: Segment, estimate: float) -> bool:
         """Whether a request of about `estimate` still fits the account's budget; if not, the
@@ -78,14 +80,12 @@ class Outcomes:
         request_id = f"{segment.key[:24]}-{int(time.time() * 1000):x}"
 
         def on_send() -> None:
-            if segment.key not in self._sent:
-                self._sent.add(segment.key)
-                row = self.store.get(segment.key)
-                if row is not None and row.state == SegmentState.SUBMITTING:
-                    # An earlier run sent it and its answer never arrived: it may have been
-                    # paid for, and is asked again now. Said when it really happens.
-                    self.stats.account(segment.account).re_requests += 1
-                    self.events.emit("re_request", key=segment.key, account=segment.account)
+            if segment.key in self._unanswered:
+                # An earlier run sent it and its answer never arrived: it may have been paid
+                # for, and is asked again now. Said when it really happens, once.
+                self._unanswered.discard(segment.key)
+                self.stats.account(segment.account).re_requests += 1
+                self.events.emit("re_request", key=segment.key, account=segment.account)
             self.store.begin_submit(segment.key, request_id, durable)
             self.events.emit("request", key=segment.key, account=segment.account)
 

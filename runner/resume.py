@@ -6,7 +6,7 @@ it (e.g. a database moved aside after damage), so it is never requested again.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import anyio.to_thread
@@ -14,10 +14,12 @@ import anyio.to_thread
 from runner.cache import Cache, Cached
 from runner.events import Events
 from runner.plan import Segment
+from runner.providers import adapter_class
+from runner.providers.base import Mode
 from runner.stats import RunStats
 from runner.store import SegmentRow, SegmentState, Store
 
-__all__ = ["EXPIRY_WARNING", "TASK_STATES", "warn_expiring", "work_left"]
+__all__ = ["EXPIRY_WARNING", "TASK_STATES", "sent_unanswered", "warn_expiring", "work_left"]
 
 #: States of segments whose request was (or may have been) paid for and whose audio is not in.
 TASK_STATES: Final = frozenset(
@@ -28,7 +30,7 @@ EXPIRY_WARNING: Final = 6 * 3600.0
 
 
 async def work_left(
-    store: Store, cache: Cache, unique: Mapping[str, Segment], stats: RunStats, events: Events
+    store: Store, cache: Cache, unique: Mapping[str, Segment], stats: RunStats
 ) -> list[tuple[Segment, SegmentRow]]:
     """Segments this run must work on, in plan order, with their state rows."""
     rows = store.rows(unique)
@@ -60,18 +62,27 @@ def _recover(store: Store, row: SegmentRow, found: Cached) -> None:
     )
 
 
+def sent_unanswered(todo: Sequence[tuple[Segment, SegmentRow]]) -> frozenset[str]:
+    """Synchronous segments an earlier run sent and never heard back from: they may have been
+    paid for, and asking again is a re-request (tasks are reconciled by their task list)."""
+    return frozenset(
+        segment.key
+        for segment, row in todo
+        if row.state == SegmentState.SUBMITTING and adapter_class(segment.kind).mode == Mode.SYNC
+    )
+
+
 def warn_expiring(
-    store: Store, unique: Mapping[str, Segment], stats: RunStats, events: Events
+    todo: Sequence[tuple[Segment, SegmentRow]], stats: RunStats, events: Events
 ) -> None:
     """Say which paid results expire within EXPIRY_WARNING (they are collected first)."""
     now = time.time()
-    rows = store.rows(unique)
-    for key, row in rows.items():
+    for segment, row in todo:
         if row.state != SegmentState.READY or row.url_expires_at is None:
             continue
         left = row.url_expires_at - now
         if left < EXPIRY_WARNING:
             when = f"expires in {left / 3600:.1f} h" if left > 0 else "has expired"
-            message = f"the paid result of segment {key[:12]} ({row.account}) {when}"
+            message = f"the paid result of segment {segment.key[:12]} ({row.account}) {when}"
             stats.warnings.append(message)
-            events.emit("warning", message=message, key=key, account=row.account)
+            events.emit("warning", message=message, key=segment.key, account=row.account)

@@ -38,7 +38,7 @@ from runner.providers.base import Provider
 from runner.providers.context import RetryPolicy
 from runner.rehearsal import Rehearsal, rehearsal
 from runner.report import write_report
-from runner.resume import TASK_STATES, warn_expiring, work_left
+from runner.resume import TASK_STATES, sent_unanswered, warn_expiring, work_left
 from runner.run_journal import StoreSink
 from runner.scheduler import Scheduler, Work
 from runner.stats import RunStats
@@ -167,8 +167,8 @@ async def _run_locked(
     stats = RunStats()
     if options.retry_failed:
         store.retry_failed(unique)
-    todo = await work_left(store, cache, unique, stats, events)
-    warn_expiring(store, unique, stats, events)
+    todo = await work_left(store, cache, unique, stats)
+    warn_expiring(todo, stats, events)
     if options.collect_only:  # only what was already submitted: nothing new is paid for
         todo = [(s, row) for s, row in todo if row.state in TASK_STATES]
     accounts = {segment.account for segment, _ in todo}
@@ -253,6 +253,7 @@ async def _schedule(
             stats,
             max_cost=options.max_cost,
             deadline_at=shared.deadline_at,
+            unanswered=sent_unanswered(todo),
         )
         for conflict in shared.pacing.conflicts:
             outcomes.warn(conflict)
