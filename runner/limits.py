@@ -6,8 +6,14 @@ the GCRA discussion in aiometer's documentation). We remember the times of the l
 a new start may happen at `t` only when `t >= starts[-N] + T + margin`. By induction no window
 of length T ever holds more than N starts, whatever the arrival pattern — unlike a
 fixed-window or token-bucket limiter (aiolimiter), which lets up to 2N through around a window
-edge. Under saturation it starts N every T + margin, i.e. N / (T + margin) of the plan;
-`margin` absorbs the jitter between our clock and the server's.
+edge. `margin` absorbs timer and clock jitter.
+
+What counts is when the server counted a request, which we never see. It lies between the
+moment the request's headers left (`Slot.sent`) and the moment its reply's headers arrived
+(`Slot.answered`). A quick reply bounds it: the start moves to the reply, so a server that
+queued a burst before counting it is never ahead of us. A reply slower than `lag` was busy
+synthesizing, not queueing; the start stays `lag` after sending (a server counts at its front
+door). Under saturation this starts N every T + margin + lag at worst: 0.35 % below the plan.
 
 Server feedback: a 429 pauses the whole account until the server's Retry-After (`throttled`).
 Repeated 429s (within two windows of each other) also slow the account: each one stretches the
@@ -22,7 +28,7 @@ a run seeded with these times is never early, whatever the latency of the previo
 
 A start counts from when the request's headers are written to the socket (the adapters' HTTP
 layer reports it), not from when its slot was granted: opening a connection can take longer
-than the margin, and a server counts arrivals.
+than the margin.
 
 Who goes next: waiters are ordered by priority, then arrival. Only the first in that order
 waits for the window and for a free slot; a better waiter arriving meanwhile takes its place at
@@ -53,6 +59,9 @@ Priority = tuple[int, float]
 WORK: Priority = (2, 0.0)
 POLL: Priority = (1, 0.0)
 
+MARGIN_SHARE = 0.001  #: of the window: clock and timer jitter
+LAG_SHARE = 0.0025  #: of the window: how late after arriving a server counts a request
+MIN_LAG = 0.025  #: seconds: a busy server's queue before it counts a request
 MAX_STRETCH = 4.0
 STRETCH_STEP = 1.25
 RECOVERY = 0.9  #: the stretch shrinks by this factor per quiet window
@@ -89,14 +98,28 @@ class Slot:
 
     def __init__(self, limiter: Limiter, stamp: float) -> None:
         self._limiter, self._stamp = limiter, stamp
+        self._sent: float | None = None
 
     def sent(self) -> None:
         """The request's headers left now. Counting it from now rather than from when its
         slot was granted covers a connection set up meanwhile: the server counts arrivals."""
         now = self._limiter._clock()
-        if now > self._stamp:
-            self._limiter._restamp(self._stamp, now)
-            self._stamp = now
+        self._sent = now
+        self._move(now)
+
+    def answered(self) -> None:
+        """The reply's headers arrived now: the server counted the request by then. The start
+        moves to the reply (a bound on the server's own stamp, however long its queue) when
+        that came within `lag` of sending; a slower reply was working, not queueing, and the
+        server counted it within `lag` of its arrival."""
+        now = self._limiter._clock()
+        sent = self._sent if self._sent is not None else self._stamp
+        self._move(min(now, sent + self._limiter.lag))
+
+    def _move(self, when: float) -> None:
+        if when > self._stamp:
+            self._limiter._restamp(self._stamp, when)
+            self._stamp = when
 
 
 class Limiter:
@@ -114,8 +137,9 @@ class Limiter:
         self._sleep = sleep
         self._n = limits.requests
         self._t = limits.per_seconds or 0.0
-        # Default margin: 0.2 % of the window (at least 1 ms), within the 0.5 % efficiency budget.
-        self.margin = margin if margin is not None else max(0.001, self._t * 0.002)
+        # Margin and lag together cost at most 0.35 % of the plan, within the 0.5 % budget.
+        self.margin = margin if margin is not None else max(0.001, self._t * MARGIN_SHARE)
+        self.lag = max(MIN_LAG, self._t * LAG_SHARE)  #: see `Slot.answered`
         #: the latest N start times, ascending (a start is re-stamped when its request really
         #: leaves: see `Slot.sent`)
         self._starts: list[float] = []

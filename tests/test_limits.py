@@ -332,3 +332,33 @@ async def test_a_start_counts_from_when_its_request_really_left() -> None:
         done.set()
     assert starts == [0.0, 0.0, 1.5]
     assert limiter.recent_starts() == [0.5, 1.5]
+
+
+def test_a_quick_reply_bounds_when_the_server_counted_and_a_slow_one_counts_from_sending() -> None:
+    """Both sent at 0.1: a reply at 0.12 (within `lag`) moves its start there, the latest the
+    server can have counted it, however long its queue; a reply at 5.0 was synthesis, not
+    queueing, so that start stays `lag` after sending. The next start waits for the first."""
+    clock = VirtualClock()
+    limiter = Limiter(Limits(requests=2, per_seconds=1.0), clock=clock, margin=0)
+    limiter.lag = 0.05
+
+    async def two() -> None:
+        async with limiter.slot() as quick, limiter.slot() as slow:
+            clock.now = 0.1
+            quick.sent()
+            slow.sent()
+            clock.now = 0.12
+            quick.answered()
+            assert limiter.recent_starts() == pytest.approx([0.1, 0.12])
+            clock.now = 5.0
+            slow.answered()
+
+    anyio.run(two)
+    assert limiter.recent_starts() == pytest.approx([0.12, 0.15])
+    assert limiter.next_start() == pytest.approx(1.12)
+
+
+def test_the_default_margin_and_lag_cost_at_most_0_35_percent_of_a_real_window() -> None:
+    limiter = Limiter(Limits(requests=60, per_seconds=60.0))
+    assert (limiter.margin + limiter.lag) / 60.0 <= 0.0035
+    assert limiter.lag >= 0.1  # a real network's front-door delay fits in it

@@ -119,6 +119,7 @@ class Http:
                 async with self._client().request(
                     method, url, trace_request_ctx=slot, **kwargs
                 ) as response:
+                    slot.answered()
                     body = await response.read()
                     headers = {k.lower(): v for k, v in response.headers.items()}
                     status = response.status
@@ -149,6 +150,10 @@ class Http:
             if left <= 0:
                 if seconds > 1e9:  # an epoch timestamp rather than seconds from now
                     seconds -= time.time()
+                if seconds == int(seconds):
+                    # Whole seconds, rounded up: the window frees within the last of them.
+                    # Until then nothing starts; within it, the account's own log decides.
+                    seconds -= 1.0
                 self.context.limiter.pause_until(time.monotonic() + max(0.0, seconds))
 
     async def retrying(self, operation: Callable[[], Awaitable[T]], what: str) -> T:

@@ -21,12 +21,9 @@ import numpy.typing as npt
 
 from runner.sandbox.encode import AudioFormat, encode, resample
 from runner.sandbox.faults import FaultKind
-from runner.sandbox.synth import speech_seconds, synthesize
+from runner.sandbox.synth import synthesize
 
 __all__ = ["AudioEngine", "AudioRequest", "Heard", "Speak", "corrupt"]
-
-#: Renders longer than this (about 20 s of audio) run in a worker thread.
-THREAD_ABOVE_SAMPLES = 1_000_000
 
 #: text, language → (mono s16le samples, sample rate)
 Speak = Callable[[str, str], tuple[bytes, int]]
@@ -92,16 +89,14 @@ class AudioEngine:
         if cached is not None:
             return cached
         samples = await self._samples(request)
-        if samples.size < THREAD_ABOVE_SAMPLES:
-            data = encode(samples, request.sample_rate, request.fmt, bitrate=request.bitrate)
-        else:
-            # Minutes of audio take seconds to encode: off the event loop, so other requests
-            # (and the rate limiter's clock) keep moving meanwhile.
-            data = await anyio.to_thread.run_sync(
-                functools.partial(
-                    encode, samples, request.sample_rate, request.fmt, bitrate=request.bitrate
-                )
+        # Off the event loop, like all rendering: the front door (authentication, the rate
+        # window's clock) keeps admitting requests while others are being synthesized, as a
+        # real service's does.
+        data = await anyio.to_thread.run_sync(
+            functools.partial(
+                encode, samples, request.sample_rate, request.fmt, bitrate=request.bitrate
             )
+        )
         self._encoded.put(request, data)
         seconds = samples.size / request.sample_rate
         self._heard.put(_digest(data), Heard(request.text, request.language, seconds))
@@ -121,9 +116,6 @@ class AudioEngine:
                 speed=request.speed,
                 gain_db=request.gain_db,
             )
-            seconds = speech_seconds(request.text, request.speed)
-            if seconds * request.sample_rate < THREAD_ABOVE_SAMPLES:
-                return synth()
             return await anyio.to_thread.run_sync(synth)
         key = (request.text, request.language)
         spoken = self._spoken.get(key)

@@ -1,11 +1,12 @@
 """Benchmark 1: pacing at a plan of N request starts per sliding window of T seconds.
 
-TTS.ai's Pro (60 per minute, 5 at once) and Enterprise (300 per minute) plans, compressed 20
-times in time: 60 per 3 s and 300 per 3 s; and a concurrency-bound plan, where each request
-takes 0.2 s at the server and only 3 may be in flight.
+TTS.ai's Pro (60 per minute, 5 at once) and Enterprise (300 per minute, 20 at once) plans,
+compressed 20 times in time: 60 per 3 s and 300 per 3 s, with the plans' concurrency; and a
+concurrency-bound plan, where each request takes 0.2 s at the server and only 3 may be in
+flight.
 
-Contestants, each against its own fresh TTS.ai emulator (runner/sandbox) whose plan is the
-same compressed N per T:
+Contestants, each against its own fresh TTS.ai emulator (runner/sandbox, served by a process of
+its own, as a real server is) whose plan is the same compressed N per T:
 - `runner.limits.Limiter` (ours), used directly around raw HTTP requests;
 - `aiolimiter.AsyncLimiter(N, T)`, the usual off-the-shelf choice (a leaky bucket), plus an
   `asyncio.Semaphore(C)` where the plan caps concurrency (the naive gather runner);
@@ -39,7 +40,7 @@ from typing import Protocol
 import aiohttp
 import anyio
 from aiolimiter import AsyncLimiter
-from benchlib import EventLog, Table, WindowStats, pct, window_stats
+from benchlib import EventLog, SandboxBox, Table, WindowStats, pct, window_stats
 
 from runner.events import Events
 from runner.limits import Limiter
@@ -47,14 +48,6 @@ from runner.manifest import load_manifest
 from runner.plans import Limits
 from runner.providers.context import RetryPolicy
 from runner.run import RunOptions, run_manifest
-from runner.sandbox import (
-    AccountConfig,
-    FaultConfig,
-    Plan,
-    SandboxConfig,
-    SandboxThread,
-    TTSAIConfig,
-)
 
 __all__ = ["main"]
 
@@ -80,8 +73,8 @@ class Case:
 
 
 CASES = (
-    Case("A: 60 per 3 s (Pro shape)", 60, 3.0, 121),
-    Case("B: 300 per 3 s (Enterprise shape)", 300, 3.0, 601),
+    Case("A: 60 per 3 s (Pro shape)", 60, 3.0, 121, concurrent=5),
+    Case("B: 300 per 3 s (Enterprise shape)", 300, 3.0, 601, concurrent=20),
     Case("C: concurrency-bound", 60, 3.0, 60, concurrent=3, hold=0.2),
 )
 
@@ -155,13 +148,20 @@ class Trial:
     client_in_flight: int
 
 
-def sandbox_config(n: int, t: float, concurrent: int | None, hold: float) -> SandboxConfig:
-    plan = Plan(n, t, concurrent or 100_000, max_chars=5_000)
-    faults = FaultConfig(rates={"slow": 1.0}, slow_seconds=hold) if hold else FaultConfig()
-    account = AccountConfig(label=LABEL, credentials=(KEY,), plan="bench")
-    return SandboxConfig(
-        ttsai=TTSAIConfig(accounts=(account,), plans={"bench": plan}, faults=faults)
-    )
+def sandbox(n: int, t: float, concurrent: int | None, hold: float) -> SandboxBox:
+    """A TTS.ai emulator in its own process whose one key has a plan of N per T."""
+    plan = {"requests": n, "per_seconds": t, "concurrent": concurrent or 100_000, "max_chars": 5000}
+    faults = {"rates": {"slow": 1.0}, "slow_seconds": hold} if hold else {}
+    account = {"label": LABEL, "credential_envs": ["BENCH_TTSAI_KEY"], "plan": "bench"}
+    config = {
+        "ttsai": {
+            "accounts": [account],
+            "accept_any_credential": False,
+            "plans": {"bench": plan},
+            "faults": faults,
+        }
+    }
+    return SandboxBox(config, {"BENCH_TTSAI_KEY": KEY})
 
 
 def max_overlap(spans: list[tuple[float, float]]) -> int:
@@ -188,7 +188,7 @@ def traced_session() -> aiohttp.ClientSession:
 
 
 async def drive(
-    box: SandboxThread, session: aiohttp.ClientSession, gate: Gate, work: int
+    box: SandboxBox, session: aiohttp.ClientSession, gate: Gate, work: int
 ) -> tuple[list[float], list[tuple[float, float]], list[int]]:
     """Make `work` requests at once, each through `gate`; no retries (a 429 is counted)."""
     url = box.urls["ttsai"] + "tts/"
@@ -206,6 +206,9 @@ async def drive(
             async with session.post(
                 url, json=BODY, headers=headers, trace_request_ctx=slot
             ) as reply:
+                answered = getattr(slot, "answered", None)
+                if answered is not None:
+                    answered()
                 await reply.read()
                 statuses.append(reply.status)
             spans.append((began, time.monotonic()))
@@ -216,20 +219,15 @@ async def drive(
     return starts, spans, statuses
 
 
-def server_view(box: SandboxThread) -> tuple[list[float], int, int]:
+def server_view(box: SandboxBox) -> tuple[list[float], int, int]:
     """The emulator's own record: start times of synthesis requests, 429s, most in flight."""
-    ledger = box.sandbox.ledger
     entries = [e for e in box.ledger("ttsai") if e.endpoint == "/v1/tts/"]
-    return (
-        [e.started_at for e in entries],
-        box.call(lambda: ledger.count_429(provider="ttsai")),
-        box.call(lambda: ledger.max_in_flight(provider="ttsai")),
-    )
+    return [e.started_at for e in entries], box.count_429("ttsai"), box.max_in_flight("ttsai")
 
 
 async def trial(case: Case, name: str, make: GateFactory) -> Trial:
     gate = make(case.n, case.t, case.concurrent)
-    with SandboxThread(sandbox_config(case.n, case.t, case.concurrent, case.hold)) as box:
+    with sandbox(case.n, case.t, case.concurrent, case.hold) as box:
         async with traced_session() as session:
             began = time.monotonic()
             starts, spans, statuses = await drive(box, session, gate, case.work)
@@ -251,7 +249,7 @@ async def trial(case: Case, name: str, make: GateFactory) -> Trial:
 async def runner_trial(case: Case, workdir: Path) -> Trial:
     """The whole pipeline: one manifest of `work` one-segment texts against the emulator."""
     texts = [f"Pacing {i:05d}." for i in range(case.work)]
-    with SandboxThread(sandbox_config(case.n, case.t, case.concurrent, case.hold)) as box:
+    with sandbox(case.n, case.t, case.concurrent, case.hold) as box:
         began = time.monotonic()
         await run_book(box, workdir, texts, case.n, case.t, case.concurrent or case.n)
         wall = time.monotonic() - began
@@ -273,7 +271,7 @@ async def runner_trial(case: Case, workdir: Path) -> Trial:
 
 
 async def run_book(
-    box: SandboxThread, workdir: Path, texts: list[str], n: int, t: float, concurrent: int
+    box: SandboxBox, workdir: Path, texts: list[str], n: int, t: float, concurrent: int
 ) -> EventLog:
     """One chapter, one segment per sentence of `texts` (9 to 16 characters: two never fit
     in one segment of at most 16), so that assembling the chapter takes little time."""
@@ -397,7 +395,7 @@ class BackToBack:
 
 async def back_to_back(variant: str, n: int, t: float, history: Path) -> BackToBack:
     """Two runs of N requests each, the second started the moment the first ends."""
-    with SandboxThread(sandbox_config(n, t, None, 0.0)) as box:
+    with sandbox(n, t, None, 0.0) as box:
         async with traced_session() as session:
             if variant.startswith("Limiter"):
                 # Wall-clock starts, as a run would persist them for the next process to read.
@@ -421,7 +419,7 @@ async def back_to_back(variant: str, n: int, t: float, history: Path) -> BackToB
 
 async def runner_back_to_back(n: int, t: float, workdir: Path) -> BackToBack:
     """Two real runs on one state directory, the second started the moment the first ends."""
-    with SandboxThread(sandbox_config(n, t, None, 0.0)) as box:
+    with sandbox(n, t, None, 0.0) as box:
         await run_book(
             box,
             workdir,
@@ -486,7 +484,7 @@ async def main() -> dict[str, object]:
         root = Path(tmp)
         for i, case in enumerate(CASES):
             trials = [await trial(case, name, make) for name, make in CONTESTANTS]
-            if case.concurrent is None and case.n <= 60:
+            if not case.hold:  # the plan shapes (C is about concurrency alone)
                 workdir = root / f"whole-{i}"
                 workdir.mkdir()
                 trials.append(await runner_trial(case, workdir))

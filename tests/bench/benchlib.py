@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: sliding-window arithmetic, an event sink, table printing.
+"""Shared pieces of the benchmarks: sliding-window arithmetic, an event sink, table printing,
+and a sandbox served from a process of its own.
 
 Nothing here asserts a timing: the benchmarks print figures next to baselines measured in the
 same run, and `run.py` writes everything to one JSON file as well.
@@ -8,10 +9,16 @@ from __future__ import annotations
 
 import bisect
 import statistics
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace, TracebackType
+from typing import Any
 
-__all__ = ["EventLog", "Table", "WindowStats", "median", "window_stats"]
+from tests.torture.harness import SandboxProcess
+
+__all__ = ["EventLog", "SandboxBox", "Table", "WindowStats", "median", "window_stats"]
 
 
 @dataclass(frozen=True)
@@ -95,3 +102,54 @@ def ratio(value: float, baseline: float) -> str:
     if baseline == 0:
         return "-"
     return f"{value / baseline:.3f}x"
+
+
+class SandboxBox:
+    """A sandbox served by a process of its own, for timing: a sandbox thread in the measuring
+    process would share its interpreter lock, and under a burst of requests the emulator would
+    stamp each arrival tens of milliseconds late, which no real server a network away does.
+
+    `config` is sandbox YAML data; credentials reach the sandbox process through `env`.
+    """
+
+    def __init__(self, config: Mapping[str, Any], env: Mapping[str, str]) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="tts-bench-sandbox-")
+        try:
+            self._process = SandboxProcess(Path(self._tmp.name), config, env)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        self.urls: dict[str, str] = {k: str(v) for k, v in self._process.urls.items()}
+
+    def __enter__(self) -> SandboxBox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self._process.close()
+        finally:
+            self._tmp.cleanup()
+
+    def ledger(self, provider: str) -> list[SimpleNamespace]:
+        """The emulator's ledger entries of `provider` (attributes as `LedgerEntry`)."""
+        entries = self._process.ledger()
+        return [SimpleNamespace(**e) for e in entries if e["provider"] == provider]
+
+    def count_429(self, provider: str) -> int:
+        return sum(1 for e in self.ledger(provider) if e.status == 429 or e.throttled)
+
+    def max_in_flight(self, provider: str) -> int:
+        events = sorted(
+            [(e.started_at, 1) for e in self.ledger(provider)]
+            + [(e.finished_at, -1) for e in self.ledger(provider)]
+        )
+        best = now = 0
+        for _, delta in events:
+            now += delta
+            best = max(best, now)
+        return best
