@@ -61,7 +61,7 @@ POLL: Priority = (1, 0.0)
 
 MARGIN_SHARE = 0.001  #: of the window: clock and timer jitter
 LAG_SHARE = 0.0025  #: of the window: how late after arriving a server counts a request
-MIN_LAG = 0.025  #: seconds: a busy server's queue before it counts a request
+MIN_LAG = 0.1  #: seconds: a busy server's queue before it counts a request
 MAX_STRETCH = 4.0
 STRETCH_STEP = 1.25
 RECOVERY = 0.9  #: the stretch shrinks by this factor per quiet window

@@ -10,20 +10,29 @@ The schedule: the first poll at the expected time; if the task is still processi
 after a tenth of the expected time, growing by half each poll, capped; each with ±10 % jitter
 so that tasks submitted together do not poll in lockstep. With a good fit, a task is polled
 twice or so and its completion is noticed within a small fraction of its processing time.
+Until a few tasks have finished, the expected time is only the prior's guess: first polls then
+come at a quarter of it, so the model learns from the first tasks instead of waiting on them.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
+
+import anyio
 
 __all__ = ["ProcessingModel"]
 
 MIN_INTERVAL: Final = 0.2
 MAX_INTERVAL: Final = 30.0
 JITTER: Final = 0.1
+FITTED_AFTER: Final = 3  #: finished tasks before the fit replaces the prior
+UNFITTED_FIRST_POLL: Final = 0.25  #: of the prior's expected time
+REFERENCE_CHARS: Final = 200  #: a typical segment, to tell how much a new fit moves
 
 
 @dataclass
@@ -32,6 +41,7 @@ class ProcessingModel:
     per_char: float = 0.01  #: prior: seconds per character
     history: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=200))
     rng: random.Random = field(default_factory=random.Random)
+    _learned: anyio.Event | None = field(default=None, repr=False, compare=False)
 
     def expected(self, chars: int) -> float:
         return max(MIN_INTERVAL, self.base + self.per_char * chars)
@@ -42,10 +52,31 @@ class ProcessingModel:
 
     def learn(self, finished: list[tuple[int, float, float]]) -> None:
         """Several `observe`s at once (e.g. what earlier runs recorded), oldest first."""
+        was_fitted, before = self.fitted, self.expected(REFERENCE_CHARS)
         for chars, low, high in finished:
             self.history.append((chars, max(0.0, (low + high) / 2)))
-        if finished and len(self.history) >= 3:
+        if finished and self.fitted:
             self._fit()
+        after = self.expected(REFERENCE_CHARS)
+        if self._learned is not None and (
+            self.fitted != was_fitted or abs(after - before) > 0.1 * before
+        ):
+            self._learned.set()  # tasks waiting for their first poll look again
+            self._learned = None
+
+    async def until_first_poll(
+        self, chars: int, created: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        """Sleep until a task created at `created` should be done. When the model learns
+        something new meanwhile (a task submitted on the prior's guess, say), the time moves."""
+        while True:
+            if self._learned is None:
+                self._learned = anyio.Event()
+            learned = self._learned
+            with anyio.move_on_after(self.delay(chars, clock() - created, 0)):
+                await learned.wait()
+                continue
+            return
 
     def _fit(self) -> None:
         xs = [float(c) for c, _ in self.history]
@@ -67,11 +98,20 @@ class ProcessingModel:
             base, slope = mean_y, 0.0
         self.per_char, self.base = slope, base
 
+    @property
+    def fitted(self) -> bool:
+        """Whether the expected times come from finished tasks rather than the prior."""
+        return len(self.history) >= FITTED_AFTER
+
     def delay(self, chars: int, elapsed: float, polls: int) -> float:
         """Seconds to wait before the next poll of a task `elapsed` seconds old."""
         expected = self.expected(chars)
+        if polls == 0 and self.fitted:
+            # Never before the expected time: a poll that finds the task still processing
+            # spends a request of the account's budget for nothing.
+            return max(MIN_INTERVAL, expected * self.rng.uniform(1, 1 + JITTER) - elapsed)
         if polls == 0:
-            wait = expected - elapsed
+            wait = expected * UNFITTED_FIRST_POLL - elapsed
         else:
             wait = min(MAX_INTERVAL, max(MIN_INTERVAL, expected * 0.1 * 1.5 ** (polls - 1)))
         return max(MIN_INTERVAL, wait) * self.rng.uniform(1 - JITTER, 1 + JITTER)

@@ -258,7 +258,9 @@ class TaskLane:
                     keep_state=True,
                 )
                 return
-            if not (self.collect_only and polls == 0):  # collecting: ask at once
+            if polls == 0 and not self.collect_only:  # collecting: ask at once
+                await self.model.until_first_poll(segment.chars, created)
+            elif polls:
                 await anyio.sleep(self.model.delay(segment.chars, elapsed, polls))
             try:
                 status = await self.provider.poll(task_id)

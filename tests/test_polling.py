@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import time
 
+import anyio
 import pytest
 
 from runner.polling import MAX_INTERVAL, ProcessingModel
@@ -41,9 +43,64 @@ def test_longer_texts_never_expected_faster() -> None:
 
 def test_first_poll_at_the_expected_time_then_backing_off_with_jitter_up_to_a_cap() -> None:
     model = ProcessingModel(base=10.0, per_char=0.0, rng=random.Random(7))
-    first = model.delay(50, elapsed=2.0, polls=0)
-    assert 8.0 * 0.9 <= first <= 8.0 * 1.1
+    model.learn([(50, 9.9, 10.1)] * 3)  # fitted: 10 s for every task
+    firsts = [model.delay(50, elapsed=2.0, polls=0) for _ in range(200)]
+    # Never before the expected time (such a poll would be spent for nothing), at most a
+    # tenth after it.
+    assert min(firsts) >= 8.0
+    assert max(firsts) <= 10.0 * 1.1 - 2.0
     delays = [model.delay(50, elapsed=10.0, polls=n) for n in range(1, 12)]
     assert 1.0 * 0.9 <= delays[0] <= 1.0 * 1.1  # a tenth of the expected time
     assert delays[3] > delays[0] * 2  # growing by half each poll
     assert max(delays) <= MAX_INTERVAL * 1.1
+
+
+def test_until_tasks_have_finished_the_first_poll_comes_at_a_quarter_of_the_prior() -> None:
+    """The prior is a guess: waiting its whole length on the first tasks would leave the model
+    unlearned (and the account idle) for as long."""
+    model = ProcessingModel(base=8.0, per_char=0.0, rng=random.Random(3))
+    assert not model.fitted
+    first = model.delay(50, elapsed=0.0, polls=0)
+    assert 2.0 * 0.9 <= first <= 2.0 * 1.1
+    model.learn([(50, 0.5, 0.7), (60, 0.6, 0.8), (70, 0.7, 0.9)])
+    assert model.fitted
+    assert model.delay(50, elapsed=0.0, polls=0) < 1.0
+
+
+@pytest.mark.anyio
+async def test_a_task_waiting_on_the_priors_guess_polls_as_soon_as_the_model_learns() -> None:
+    """Submitted when only the prior was known (first poll in 2 s, a quarter of its 8 s), the
+    task's first poll moves when three tasks finish in about 0.6 s: due then at once."""
+    model = ProcessingModel(base=8.0, per_char=0.0, rng=random.Random(5))
+    created = time.time()
+    woke: list[float] = []
+
+    async def waiter() -> None:
+        await model.until_first_poll(50, created)
+        woke.append(time.time() - created)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.sleep(0.3)
+        assert woke == []
+        model.learn([(50, 0.5, 0.7), (60, 0.6, 0.8), (70, 0.7, 0.9)])
+    assert len(woke) == 1
+    assert 0.3 <= woke[0] < 1.0  # not the 2 s of the prior's guess
+
+
+@pytest.mark.anyio
+async def test_a_small_change_of_the_fit_leaves_waiting_tasks_asleep() -> None:
+    model = ProcessingModel(base=1.0, per_char=0.0, rng=random.Random(5))
+    model.learn([(50, 0.9, 1.1)] * 3)
+    created = time.time()
+    woke: list[float] = []
+
+    async def waiter() -> None:
+        await model.until_first_poll(50, created)
+        woke.append(time.time() - created)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.sleep(0.2)
+        model.learn([(50, 0.95, 1.15)])  # 1.0 s → 1.01 s: not worth waking anyone
+    assert woke[0] >= 1.0

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 from aiohttp import web
@@ -31,7 +32,7 @@ from runner.errors import (
 from runner.events import Events
 from runner.manifest import load_manifests
 from runner.manifest.params import FileRef, ParamValue
-from runner.plans import PRESETS
+from runner.plans import PRESETS, Limits
 from runner.providers.base import Request
 from runner.providers.ttsai import TTSAIProvider
 from runner.run import RunOptions, RunResult, run_manifest
@@ -669,3 +670,27 @@ def test_max_cost_stops_the_account_before_its_budget_is_passed(tmp_path: Path) 
     assert "budget reached" in str(stopped["reason"])
     (summary,) = done.events("summary")
     assert summary["remaining"] == 6
+
+
+async def test_a_used_up_window_pauses_until_the_server_says_and_no_longer(
+    make_context: ContextFactory,
+) -> None:
+    """A plan of 3 per 2 s. The third reply, 0.6 s in, says `X-RateLimit-Remaining: 0` and
+    `X-RateLimit-Reset: 2` (1.4 s, rounded up). The fourth request waits for the first start to
+    leave the window (about 2.0 s in), not for the rounded-up second to end (2.6 s), and is
+    not refused."""
+    plan = Plan(3, 2.0, 3, max_chars=5000)
+    account = AccountConfig(label="small", credentials=(KEY,), plan="small")
+    async with Sandbox(config(account, plans={"small": plan})) as box:
+        limits = Limits(requests=3, per_seconds=2.0, concurrent=3)
+        async with TTSAIProvider(
+            make_context("ttsai", box.urls["ttsai"], secret=KEY, limits=limits)
+        ) as tts:
+            await tts.synthesize(request("First line.", **BELLA))
+            await anyio.sleep(0.6)
+            await tts.synthesize(request("Second line.", **BELLA))
+            await tts.synthesize(request("Third line.", **BELLA))
+            await tts.synthesize(request("Fourth line.", **BELLA))
+        entries = box.ledger.entries("ttsai")
+    assert [e.status for e in entries] == [200, 200, 200, 200]
+    assert 2.0 < entries[3].started_at - entries[0].started_at < 2.3
