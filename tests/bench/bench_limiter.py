@@ -1,9 +1,10 @@
 """Benchmark 1: pacing at a plan of N request starts per sliding window of T seconds.
 
 TTS.ai's Pro (60 per minute, 5 at once) and Enterprise (300 per minute, 20 at once) plans,
-compressed 20 times in time: 60 per 3 s and 300 per 3 s, with the plans' concurrency; and a
+compressed 20 times in time: 60 per 3 s and 300 per 3 s, with the plans' concurrency; a
 concurrency-bound plan, where each request takes 0.2 s at the server and only 3 may be in
-flight.
+flight; and the Pro plan compressed only twice (60 per 30 s), where fixed costs per window
+weigh a tenth as much.
 
 Contestants, each against its own fresh TTS.ai emulator (runner/sandbox, served by a process of
 its own, as a real server is) whose plan is the same compressed N per T:
@@ -76,6 +77,9 @@ CASES = (
     Case("A: 60 per 3 s (Pro shape)", 60, 3.0, 121, concurrent=5),
     Case("B: 300 per 3 s (Enterprise shape)", 300, 3.0, 601, concurrent=20),
     Case("C: concurrency-bound", 60, 3.0, 60, concurrent=3, hold=0.2),
+    # What a window of a fixed cost (a reply's latency, a timer's lateness) weighs shrinks
+    # with the window: the Pro plan compressed only twice, one window long.
+    Case("E: 60 per 30 s (Pro shape, 2x compressed)", 60, 30.0, 61, concurrent=5),
 )
 
 
