@@ -108,6 +108,11 @@ class Espeak:
             self._chunks.append(ctypes.string_at(wav, count * 2))
         return 0  # continue synthesis
 
+    def select(self, voice: str) -> bool:
+        """Load `voice` ahead of speaking (what `speak` does first); False if unknown."""
+        with self._lock:
+            return bool(self._lib.espeak_SetVoiceByName(voice.encode()) == 0)
+
     def speak(self, text: str, voice: str, rate: int = 175, pitch: int = 50) -> Speech:
         """Synthesise `text` (blocking). Raises EspeakError."""
         data = text.encode("utf-8")
