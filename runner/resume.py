@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Final
 
 import anyio.to_thread
@@ -34,21 +35,33 @@ async def work_left(
 ) -> list[tuple[Segment, SegmentRow]]:
     """Segments this run must work on, in plan order, with their state rows."""
     rows = store.rows(unique)
+    candidates = [(s, rows[k]) for k, s in unique.items() if rows[k].state != SegmentState.FAILED]
+    # the files are looked at in one worker thread, not one thread hop per segment
+    found = await anyio.to_thread.run_sync(_look, store.directory, cache, candidates)
     todo: list[tuple[Segment, SegmentRow]] = []
-    for key, segment in unique.items():
-        row = rows[key]
-        if row.state == SegmentState.DONE and row.path and (store.directory / row.path).is_file():
+    for (segment, row), hit in zip(candidates, found, strict=True):
+        if hit is True:
             stats.cached += 1
-            continue
-        if row.state == SegmentState.FAILED:
-            continue
-        found = await anyio.to_thread.run_sync(cache.find, key, segment.format, segment.chars)
-        if found is not None:
-            _recover(store, row, found)
+        elif isinstance(hit, Cached):
+            _recover(store, row, hit)
             stats.recovered += 1
-            continue
-        todo.append((segment, row))
+        else:
+            todo.append((segment, row))
     return todo
+
+
+def _look(
+    directory: Path, cache: Cache, candidates: Sequence[tuple[Segment, SegmentRow]]
+) -> list[Cached | bool | None]:
+    """For each candidate: True when it is done with its file in place, its verified audio
+    when the cache holds it although the state does not say so, else None (blocking)."""
+    out: list[Cached | bool | None] = []
+    for segment, row in candidates:
+        if row.state == SegmentState.DONE and row.path and (directory / row.path).is_file():
+            out.append(True)
+        else:
+            out.append(cache.find(segment.key, segment.format, segment.chars))
+    return out
 
 
 def _recover(store: Store, row: SegmentRow, found: Cached) -> None:

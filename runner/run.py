@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -36,7 +37,6 @@ from runner.plan import Chapter, Plan, Segment, expand
 from runner.providers import ProviderContext, create_provider, missing_credentials
 from runner.providers.base import Provider
 from runner.providers.context import RetryPolicy
-from runner.rehearsal import Rehearsal, rehearsal
 from runner.report import write_report
 from runner.resume import TASK_STATES, sent_unanswered, warn_expiring, work_left
 from runner.run_journal import StoreSink
@@ -45,6 +45,9 @@ from runner.stats import RunStats
 from runner.store import ChapterRow, SegmentState, Store
 from runner.task_lane import TaskPolicy
 from runner.together import Together, together
+
+if TYPE_CHECKING:
+    from runner.rehearsal import Rehearsal
 
 __all__ = ["EXIT", "RunOptions", "RunResult", "run_manifest", "run_manifests", "state_dir_for"]
 
@@ -99,9 +102,10 @@ async def run_manifest(
         run_id = store.start_run(f"run {manifest.path}")
         journal = StoreSink(store, run_id)
         events.sinks.append(journal)
+        plan = expand(manifest)
         try:
             result = await _run_locked(
-                manifest, options, events, store, directory, started, run_id, shared
+                manifest, plan, options, events, store, directory, started, run_id, shared
             )
         except BaseExceptionGroup as group:
             error = runner_error_in(group)
@@ -113,7 +117,9 @@ async def run_manifest(
         store.finish_run(run_id, result.exit_code, json.dumps(result.stats.as_dict(), default=str))
         try:
             result.report = (
-                await write_report(manifest, store, result, run_id=run_id, environ=options.environ)
+                await write_report(
+                    manifest, store, result, run_id=run_id, environ=options.environ, plan=plan
+                )
             ).html
         except (OSError, RunnerError) as exc:  # the audio is safe; only the summary is missing
             events.emit("warning", message=f"could not write the run report: {exc}")
@@ -150,6 +156,7 @@ async def run_manifests(
 
 async def _run_locked(
     manifest: Manifest,
+    plan: Plan,
     options: RunOptions,
     events: Events,
     store: Store,
@@ -158,7 +165,6 @@ async def _run_locked(
     run_id: int,
     shared: Together,
 ) -> RunResult:
-    plan = expand(manifest)
     unique = plan.unique_segments()
     store.add_segments(unique.values())
     if options.only is not None:
@@ -188,10 +194,10 @@ async def _run_locked(
     await _schedule(manifest, todo, options, events, store, cache, stats, shared, run_id)
     result = RunResult(exit_code=0, stats=stats, stopped=shared.stop.reason)
     await _assemble(manifest, plan, store, directory, events, result)
-    rows = store.rows(unique)
+    states = store.state_counts(unique)
     left = TASK_STATES if options.collect_only else frozenset(SegmentState) - {SegmentState.DONE}
-    result.remaining = sum(1 for r in rows.values() if r.state in left)
-    failed = sum(1 for r in rows.values() if r.state == SegmentState.FAILED)
+    result.remaining = sum(n for state, n in states.items() if state in left)
+    failed = states[SegmentState.FAILED]
     held = sum(a.held_back for a in stats.accounts.values())
     if held:
         stats.warnings.append(
@@ -223,9 +229,13 @@ async def _schedule(
     """Drive `todo` through the accounts' adapters until done or stopped."""
     accounts = [manifest.accounts[name] for name in sorted({s.account for s, _ in todo})]
     environ: Mapping[str, str] = os.environ if options.environ is None else options.environ
+    starts = _Starts(store, run_id)
     async with AsyncExitStack() as stack:
+        stack.callback(starts.flush)
         base_urls: Mapping[str, tuple[str, ...]] = {}
         if options.sandbox:
+            from runner.rehearsal import rehearsal  # the emulators: imported only to rehearse
+
             rehearsed = await stack.enter_async_context(rehearsal(accounts))
             base_urls, environ = rehearsed.base_urls, rehearsed.environ
         providers: dict[str, Provider] = {}
@@ -240,7 +250,7 @@ async def _schedule(
                 environ=environ,
                 base_urls=urls,
                 store=store,
-                on_start=partial(store.record_event, run_id, "start", account.name),
+                on_start=partial(starts.add, account.name),
                 priority=manifest.priority,
             )
             provider = create_provider(context)
@@ -275,6 +285,29 @@ async def _schedule(
                 f"{shared.pacing.history_path}; the next run may start faster than the plan "
                 "allows at first"
             )
+
+
+class _Starts:
+    """Request starts for the `events` table, written a batch at a time: one transaction per
+    request would cost the event loop more than the request itself against a fast provider.
+    Only the report reads them (after the run); a run killed mid-batch loses the plot's last
+    points, never a state change (pacing keeps its own history)."""
+
+    BATCH = 256
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store, self.run_id = store, run_id
+        self.pending: list[tuple[int, float, str, str | None, str | None, str]] = []
+
+    def add(self, account: str) -> None:
+        self.pending.append((self.run_id, time.time(), "start", account, None, ""))
+        if len(self.pending) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            rows, self.pending = self.pending, []
+            self.store.record_events(rows)
 
 
 def _report_deviations(rehearsed: Rehearsal, outcomes: Outcomes) -> None:
@@ -315,10 +348,10 @@ async def _assemble(
 ) -> None:
     index: list[tuple[Chapter, ChapterRow | None]] = []
     complete = []  # chapters whose segments are all done, with their rows
-    for chapter in plan.chapters:
-        rows = store.rows(s.key for s in chapter.segments)
-        if all(rows[s.key].state == SegmentState.DONE for s in chapter.segments):
-            complete.append((chapter, rows))
+    for chapter in plan.chapters:  # counted first: the rows of complete chapters only are read
+        keys = {s.key for s in chapter.segments}
+        if store.state_counts(keys)[SegmentState.DONE] == len(keys):
+            complete.append((chapter, store.rows(keys)))
     # loudness is normalised per chapter or per book, so gains are known before any is written
     gains = await anyio.to_thread.run_sync(chapter_gains, manifest, complete, directory)
     done = {chapter.id: rows for chapter, rows in complete}

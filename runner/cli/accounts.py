@@ -30,7 +30,6 @@ from runner.limits import Limiter
 from runner.manifest import Account, Manifest, load_manifest
 from runner.providers import ProviderContext, adapter_class, create_provider, missing_credentials
 from runner.providers.base import Provider, Quota
-from runner.rehearsal import rehearsal
 from runner.run import RunOptions, state_dir_for
 from runner.stats import AccountStats
 from runner.store import Store
@@ -176,6 +175,8 @@ async def connect(
     async with AsyncExitStack() as stack:
         base_urls: tuple[str, ...] = ()
         if sandbox:
+            from runner.rehearsal import rehearsal  # the emulators: imported only to rehearse
+
             rehearsed = await stack.enter_async_context(rehearsal([account]))
             env, base_urls = rehearsed.environ, rehearsed.base_urls[account.name]
         for variable in account.credentials.values():

@@ -80,8 +80,7 @@ def _known_keys(directory: Path, keys: list[str]) -> dict[str, SegmentState]:
     if not (directory / "state.db").is_file():
         return {}
     with Store.open(directory) as store:
-        rows = store.rows(keys)
-    return {k: r.state for k, r in rows.items()}
+        return store.states(keys)
 
 
 def since_last(manifest: Manifest, plan: Plan, known: Mapping[str, object]) -> dict[str, object]:

@@ -44,10 +44,17 @@ class Gathered:
     document: dict[str, object]
     takes: list[Take]  #: finished segments, for the audio checks
     chapter_files: dict[str, Path]  #: chapter id → its complete output file
+    state_dir: Path | None = None  #: where the levels of segments already measured are kept
 
 
-def gather(manifest: Manifest, store: Store, result: RunResult, run_id: int | None) -> Gathered:
-    plan = expand(manifest)
+def gather(
+    manifest: Manifest,
+    store: Store,
+    result: RunResult,
+    run_id: int | None,
+    plan: Plan | None = None,
+) -> Gathered:
+    plan = plan or expand(manifest)
     unique = plan.unique_segments()
     rows = store.rows(unique)
     span = run_span(store.path, run_id)
@@ -77,7 +84,7 @@ def gather(manifest: Manifest, store: Store, result: RunResult, run_id: int | No
         "loudness": {"measured": False, "note": "not measured"},
         "notes": _notes(starts),
     }
-    return Gathered(document, _takes(plan, rows, store.directory), files)
+    return Gathered(document, _takes(plan, rows, store.directory), files, store.directory)
 
 
 def _takes(plan: Plan, rows: Mapping[str, SegmentRow], state_dir: Path) -> list[Take]:
@@ -98,7 +105,19 @@ def _takes(plan: Plan, rows: Mapping[str, SegmentRow], state_dir: Path) -> list[
         text = _preview(segment.text)
         path = state_dir / row.path
         voice = chapter.text.voice
-        takes.append(Take(key, chapter.id, voice, manner, text, row.chars, row.duration, path))
+        takes.append(
+            Take(
+                key,
+                chapter.id,
+                voice,
+                manner,
+                text,
+                row.chars,
+                row.duration,
+                path,
+                row.sha256 or "",
+            )
+        )
     return takes
 
 

@@ -13,6 +13,7 @@ import anyio.to_thread
 from runner.events import Redactor
 from runner.fsutil import atomic_write
 from runner.manifest.model import Manifest
+from runner.plan import Plan
 from runner.report.audit import chapter_loudness, suspicious
 from runner.report.collect import Gathered, gather, redactor_for
 from runner.report.html import render
@@ -25,6 +26,7 @@ __all__ = ["HTML_NAME", "JSON_NAME", "ReportFiles", "write_report"]
 
 JSON_NAME: Final = "report.json"
 HTML_NAME: Final = "report.html"
+LEVELS_NAME: Final = "segment-levels.json"  #: in the state directory's `levels/`
 
 
 @dataclass(frozen=True)
@@ -40,16 +42,18 @@ async def write_report(
     *,
     run_id: int | None = None,
     environ: Mapping[str, str] | None = None,
+    plan: Plan | None = None,
 ) -> ReportFiles:
     """Write the run's report beside its chapters (`manifest.output.dir`).
 
     Call at the end of a run, while `store` is still open, with the id `Store.start_run`
     returned (None: the latest run in the state). `environ` is where the run read its
-    credentials (os.environ if None): their values are scrubbed from every string. The state
+    credentials (os.environ if None): their values are scrubbed from every string. `plan` is
+    the run's expansion of the manifest (expanded again here if None). The state
     is read here, on the Store's thread; reading the cached audio and writing the files happen
     in a worker thread.
     """
-    gathered = gather(manifest, store, result, run_id)
+    gathered = gather(manifest, store, result, run_id, plan)
     redactor = redactor_for(manifest, environ)
     return await anyio.to_thread.run_sync(_finish, manifest, gathered, redactor)
 
@@ -58,7 +62,11 @@ def _finish(manifest: Manifest, gathered: Gathered, redactor: Redactor) -> Repor
     directory = manifest.output.dir
     files = ReportFiles(directory / JSON_NAME, directory / HTML_NAME)
     document = gathered.document
-    document["suspicious"] = suspicious(gathered.takes)
+    known = _known_levels(gathered.state_dir)
+    learned = len(known)
+    document["suspicious"] = suspicious(gathered.takes, known)
+    if gathered.state_dir is not None and len(known) != learned:
+        _save_levels(gathered.state_dir, known)
     _measure_loudness(document, gathered, _known_loudness(files.json))
     clean = redactor.value(document)
     assert isinstance(clean, dict)
@@ -84,6 +92,32 @@ def _measure_loudness(
     measured = any(c["loudness_lufs"] is not None for c in chapters)
     note = "integrated loudness of each chapter file (ITU-R BS.1770)"
     document["loudness"] = {"measured": measured, "note": note if measured else "not measured"}
+
+
+def _levels_path(state_dir: Path) -> Path:
+    return state_dir / "levels" / LEVELS_NAME
+
+
+def _known_levels(state_dir: Path | None) -> dict[str, float | None]:
+    """Levels (dBFS; None: silent) of cached segments measured by earlier reports, by the
+    digest of their audio."""
+    if state_dir is None:
+        return {}
+    try:
+        document = json.loads(_levels_path(state_dir).read_text(encoding="utf-8"))
+        return {
+            str(k): None if v is None else float(v) for k, v in dict(document["levels"]).items()
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _save_levels(state_dir: Path, known: Mapping[str, float | None]) -> None:
+    text = json.dumps({"version": 1, "levels": known}, separators=(",", ":"))
+    try:
+        atomic_write(_levels_path(state_dir), text.encode())
+    except OSError:
+        pass  # only a cache: the next report measures again
 
 
 def _known_loudness(previous: Path) -> dict[str, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 
 from runner.store.database import Database
 
@@ -41,6 +42,17 @@ class Journal(Database):
                 "INSERT INTO events (run, at, kind, account, key, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (run, time.time() if at is None else at, kind, account, key, detail),
+            )
+
+    def record_events(
+        self, rows: Iterable[tuple[int, float, str, str | None, str | None, str]]
+    ) -> None:
+        """Several (run, at, kind, account, key, detail) rows in one transaction."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO events (run, at, kind, account, key, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
             )
 
     # -- task processing times ----------------------------------------------------------------

@@ -17,7 +17,7 @@ class SegmentState(enum.StrEnum):
     FAILED = "failed"  #: given up (reason)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SegmentRow:
     key: str
     account: str
@@ -41,7 +41,7 @@ class SegmentRow:
     updated_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AssetRow:
     """A voice model or reference the runner created at a provider."""
 
@@ -54,7 +54,7 @@ class AssetRow:
     last_used_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChapterRow:
     manifest: str
     text_id: str

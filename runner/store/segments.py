@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
 
 from runner.plan import Segment
@@ -41,16 +42,58 @@ class SegmentTable(Database):
         return None if values is None else _row(values)
 
     def rows(self, keys: Iterable[str]) -> dict[str, SegmentRow]:
-        wanted = list(dict.fromkeys(keys))
+        """The rows of `keys` (those the state knows), by key.
+
+        A book's rows are read at once (100,000 of them on resume), so they are kept lean:
+        each row holds the caller's own key string, and one string per distinct account, kind
+        and format, rather than fresh copies from SQLite."""
+        wanted = {key: key for key in keys}
+        ordered = list(wanted)
+        shared: dict[str, str] = {}
         out: dict[str, SegmentRow] = {}
-        for start in range(0, len(wanted), 500):
-            batch = wanted[start : start + 500]
+        for start in range(0, len(ordered), 500):
+            batch = ordered[start : start + 500]
             marks = ",".join("?" * len(batch))
             query = f"SELECT {_COLUMNS} FROM segments WHERE key IN ({marks})"
             for values in self._db.execute(query, batch):
-                row = _row(values)
-                out[row.key] = row
+                key, account, kind, state, chars, text, fmt, *rest = values
+                key = wanted[key]
+                out[key] = SegmentRow(
+                    key,
+                    shared.setdefault(account, account),
+                    shared.setdefault(kind, kind),
+                    SegmentState(state),
+                    chars,
+                    text,
+                    shared.setdefault(fmt, fmt),
+                    *rest,
+                )
         return out
+
+    def states(self, keys: Iterable[str]) -> dict[str, SegmentState]:
+        """The state of each of `keys` the state knows (without reading their rows)."""
+        wanted = {key: key for key in keys}
+        ordered = list(wanted)
+        out: dict[str, SegmentState] = {}
+        for start in range(0, len(ordered), 500):
+            batch = ordered[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            query = f"SELECT key, state FROM segments WHERE key IN ({marks})"
+            for key, state in self._db.execute(query, batch):
+                out[wanted[key]] = SegmentState(state)
+        return out
+
+    def state_counts(self, keys: Iterable[str]) -> Counter[SegmentState]:
+        """How many of `keys` are in each state (without reading their rows)."""
+        wanted = list(dict.fromkeys(keys))
+        counts: Counter[SegmentState] = Counter()
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            query = f"SELECT state, COUNT(*) FROM segments WHERE key IN ({marks}) GROUP BY state"
+            for state, n in self._db.execute(query, batch):
+                counts[SegmentState(state)] += n
+        return counts
 
     def in_state(self, *states: SegmentState) -> list[SegmentRow]:
         marks = ",".join("?" * len(states))

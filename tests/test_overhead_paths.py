@@ -1,0 +1,169 @@
+"""The shortcuts that keep the runner's cost per segment low must not change what it computes:
+segment keys byte for byte, the loudness meter's figures, and the report's audit of levels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runner.loudness import LoudnessMeter, integrated_loudness
+from runner.manifest import load_manifest
+from runner.manifest.params import ParamValue
+from runner.plan import KEY_VERSION, expand, segment_key
+from runner.report.audit import Take, suspicious
+from runner.text import CHUNKER_VERSION
+
+
+def _reference_key(kind: str, params: dict[str, ParamValue], text: str, fmt: str) -> str:
+    document = {
+        "v": KEY_VERSION,
+        "kind": kind,
+        "params": params,
+        "text": text,
+        "format": fmt,
+        "chunker": CHUNKER_VERSION,
+    }
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "text", ["Hello.", 'Quotes " and \\ backslash', "灯塔守望人。", "tab\tand\nnewline\u2028"]
+)
+@pytest.mark.parametrize(
+    "params", [{}, {"rate": 160, "voice": "en-us"}, {"speed": 1.5, "z": [1, "x"], "a": None}]
+)
+def test_segment_keys_are_the_canonical_json_digest(
+    text: str, params: dict[str, ParamValue]
+) -> None:
+    assert segment_key("ttsai", params, text, "mp3") == _reference_key("ttsai", params, text, "mp3")
+
+
+def test_segments_share_one_params_mapping_and_keep_their_keys(tmp_path: Path) -> None:
+    sentences = " ".join(f"Sentence number {i} is here." for i in range(50))
+    (tmp_path / "book.yaml").write_text(
+        "providers:\n  loc: {kind: local, limits: {max_chars: 40}}\n"
+        "voices:\n  n: {provider: loc, language: auto, rate: 170}\n"
+        f"defaults: {{voice: n}}\ntexts: [{{id: a, text: {sentences!r}}}, "
+        "{id: b, text: '第一句话很长很长很长。第二句话也很长很长。'}]\n"
+    )
+    plan = expand(load_manifest(tmp_path / "book.yaml"))
+    segments = [s for c in plan.chapters for s in c.segments]
+    assert len(segments) > 10
+    english = [s for s in segments if s.params["voice"] == "en-us"]
+    assert len({id(s.params) for s in english}) == 1  # one dict for all alike
+    assert any(s.params["voice"] == "cmn" for s in segments)
+    for s in segments:
+        assert s.key == _reference_key(s.kind, dict(s.params), s.text, s.format)
+
+
+def test_meter_gathers_small_chunks_without_changing_figures() -> None:
+    rate = 24000
+    x = (0.2 * np.random.default_rng(11).standard_normal(rate * 5)).astype(np.float32)
+    x[rate : rate + 10] = 0.99  # the peak, early on
+    meter = LoudnessMeter(rate)
+    for start in range(0, len(x), 1000):  # far smaller than a filtered piece
+        meter.feed(x[start : start + 1000])
+    assert meter.frames == len(x)
+    assert meter.peak == pytest.approx(float(np.max(np.abs(x))))
+    assert meter.loudness() == pytest.approx(integrated_loudness(x, rate), abs=1e-9)
+
+
+def _wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((samples * 32767).astype("<i2").tobytes())
+    return path
+
+
+def test_audit_remembers_levels_but_still_sees_missing_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    loud = _wav(tmp_path / "a.wav", 0.3 * rng.standard_normal(16000))
+    quiet = _wav(tmp_path / "b.wav", 0.0001 * rng.standard_normal(16000))
+    takes = [
+        Take("a", "c1", "v", "m", "text a", 10, 1.0, loud, "sha-a"),
+        Take("b", "c1", "v", "m", "text b", 10, 1.0, quiet, "sha-b"),
+    ]
+    known: dict[str, float | None] = {}
+    first = suspicious(takes, known)
+    assert sorted(k.split(":")[0] for k in known) == ["sha-a", "sha-b"]
+    assert [f["key"] for f in first] == ["b"]  # near-silent
+    (key_a,) = (k for k in known if k.startswith("sha-a:"))
+    known[key_a] = -80.0  # remembered levels are used without decoding the file again
+    assert {f["key"] for f in suspicious(takes, known)} == {"a", "b"}
+    _wav(loud, 0.3 * rng.standard_normal(16000))  # rewritten: measured again
+    assert [f["key"] for f in suspicious(takes, known)] == ["b"]
+    loud.unlink()
+    gone = [f for f in suspicious(takes, known) if f["key"] == "a"]
+    problems = gone[0]["problems"]
+    assert isinstance(problems, list)
+    assert "its cached audio is missing or unreadable" in problems
+
+
+def test_forking_engine_speaks_alike_whatever_came_before() -> None:
+    """Children are forked ahead and load their voice early; each utterance must still come
+    out as from a freshly initialised engine, and errors must still be errors."""
+    from runner.providers.espeak import EspeakError
+    from runner.providers.espeak_fork import ForkingEngine
+
+    first, second = ForkingEngine(), ForkingEngine()
+    try:
+        alone = first.speak("The lighthouse keeper waited.", "en-us", 170, 50).pcm
+        for text, voice in [("One.", "en-us"), ("第一句话。", "cmn"), ("Zwei.", "de")] * 3:
+            second.speak(text, voice, 170, 50)
+        assert second.speak("The lighthouse keeper waited.", "en-us", 170, 50).pcm == alone
+        for _ in range(2):  # a ready child of an unknown voice still refuses it
+            with pytest.raises(EspeakError, match="no voice"):
+                second.speak("Hello.", "xx-nope", 170, 50)
+        assert second.speak("The lighthouse keeper waited.", "en-us", 170, 50).pcm == alone
+    finally:
+        first.close()
+        second.close()
+
+
+def test_lean_reads_of_the_state_agree_with_its_rows(tmp_path: Path) -> None:
+    from runner.plan import Segment
+    from runner.store import SegmentState, Store
+
+    segments = [
+        Segment(f"{i:064x}", "acct" if i % 2 else "other", "local", f"text {i}", {}, "wav")
+        for i in range(1200)  # more than one batch of keys
+    ]
+    with Store.open(tmp_path) as store:
+        store.add_segments(segments)
+        for s in segments[:700]:
+            store.mark_done(
+                s.key,
+                path=f"cache/{s.key}.wav",
+                sha256="x",
+                duration=1.0,
+                sample_rate=8000,
+                cost=None,
+            )
+        store.mark_failed(segments[700].key, "bad")
+        keys = [s.key for s in segments] + ["f" * 64]  # one the state never saw
+        rows = store.rows(keys)
+        assert len(rows) == 1200
+        assert rows[segments[3].key].text == "text 3"
+        assert rows[segments[3].key].account == "acct"
+        assert rows[segments[4].key].state == SegmentState.DONE
+        assert all(rows[k].key is k for k in keys[:-1])  # the caller's own key strings
+        states = store.states(keys)
+        assert states == {k: r.state for k, r in rows.items()}
+        counts = store.state_counts(keys)
+        assert counts[SegmentState.DONE] == 700
+        assert counts[SegmentState.FAILED] == 1
+        assert counts[SegmentState.PENDING] == 499
+        run = store.start_run("test")
+        store.record_events((run, float(i), "start", "acct", None, "") for i in range(300))
+        assert store._db.execute("SELECT COUNT(*) FROM events WHERE kind = 'start'").fetchone() == (
+            300,
+        )
