@@ -3,13 +3,16 @@
 Processing time grows with the text. We model it as `seconds = base + per_char × chars`, fitted
 by least squares to the tasks finished so far (the latest 200), starting from a prior until a
 few tasks are in. A finished task's processing time is only known to lie between its last
-"still processing" poll and its "done" poll; we take the midpoint, so coarse polls early on
-blur the fit but never bias it much.
+"still processing" poll and its "done" poll; we take the midpoint. A task found done at its
+first poll only bounds its time from above, so the fit leans low and some tasks need a second
+poll.
 
-The schedule: the first poll at the expected time; if the task is still processing, then
-after a tenth of the expected time, growing by half each poll, capped; each with ±10 % jitter
-so that tasks submitted together do not poll in lockstep. With a good fit, a task is polled
-twice or so and its completion is noticed within a small fraction of its processing time.
+The schedule: the first poll at the expected time, up to a tenth later and never earlier (a
+poll that finds the task still processing spends a request of the account's budget); if the
+task is still processing, then after a tenth of the expected time, growing by half each poll,
+capped, with ±10 % jitter; the jitter keeps tasks submitted together from polling in lockstep.
+With a good fit, a task is polled once or twice and its completion is noticed within a small
+fraction of its processing time.
 Until a few tasks have finished, the expected time is only the prior's guess: first polls then
 come at a quarter of it, so the model learns from the first tasks instead of waiting on them.
 """
