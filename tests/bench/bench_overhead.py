@@ -125,19 +125,38 @@ class Process:
     stdout: str
 
 
+#: `python -m runner`, reporting its own peak RSS on exit. The kernel's high-water mark starts
+#: afresh at exec, whereas wait4's ru_maxrss counts the copy of this (benchmark) process that
+#: the child was before it exec'd, which is the larger of the two here.
+PEAK_MARK = "PEAK_RSS_KB "
+RUNNER_WITH_PEAK = f"""
+import atexit, runpy, sys
+
+def peak():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                sys.stderr.write({PEAK_MARK!r} + line.split()[1] + "\\n")
+
+atexit.register(peak)
+sys.argv[0] = "runner"
+runpy.run_module("runner", run_name="__main__", alter_sys=True)
+"""
+
+
 def run(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> Process:
-    """`python -m runner ARGS` with its peak RSS (wait4 gives that child's own rusage)."""
+    """`python -m runner ARGS` with its peak RSS (its own high-water mark, see above)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.time()
         began = time.perf_counter()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", *args],
+            [sys.executable, "-c", RUNNER_WITH_PEAK, *args],
             cwd=cwd,
             stdout=out,
             stderr=err,
             env=None if env is None else dict(env),
         )
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status, _ = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - began
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -146,7 +165,12 @@ def run(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> Process:
     if proc.returncode != 0:
         raise RuntimeError(f"runner {' '.join(args)} exited {proc.returncode}: {stderr[-2000:]}")
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-    return Process(wall, usage.ru_maxrss / 1024, started, events, stdout)
+    peaks = [
+        int(line[len(PEAK_MARK) :]) for line in stderr.splitlines() if line.startswith(PEAK_MARK)
+    ]
+    if not peaks:
+        raise RuntimeError(f"runner {' '.join(args)} reported no peak RSS: {stderr[-2000:]}")
+    return Process(wall, peaks[-1] / 1024, started, events, stdout)
 
 
 def raw_engine(path: Path) -> tuple[float, int]:
