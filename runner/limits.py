@@ -32,8 +32,10 @@ than the margin.
 
 Who goes next: waiters are ordered by priority, then arrival. Only the first in that order
 waits for the window and for a free slot; a better waiter arriving meanwhile takes its place at
-once (downloads of expiring results before polls, polls before new work). A start is recorded
-when the request really leaves, after its concurrency slot is taken.
+once: downloads first, the earliest expiry first; then new work; then polls. A poll can wait
+(its task goes nowhere, and the number of tasks outstanding is bounded), whereas every submit
+made early shortens a book whose plan is the bottleneck. A start is recorded when the request
+really leaves, after its concurrency slot is taken.
 """
 
 from __future__ import annotations
@@ -54,10 +56,10 @@ from runner.plans import Limits
 
 __all__ = ["POLL", "WORK", "Limiter", "Priority", "download_priority"]
 
-#: (class, key): lower is served first. Downloads by their URL's expiry, then polls, then work.
+#: (class, key): lower is served first. Downloads by their URL's expiry, then work, then polls.
 Priority = tuple[int, float]
-WORK: Priority = (2, 0.0)
-POLL: Priority = (1, 0.0)
+WORK: Priority = (1, 0.0)
+POLL: Priority = (2, 0.0)
 
 MARGIN_SHARE = 0.001  #: of the window: clock and timer jitter
 LAG_SHARE = 0.0025  #: of the window: how late after arriving a server counts a request

@@ -208,7 +208,7 @@ def test_repr_names_the_limits() -> None:
 
 
 @pytest.mark.anyio
-async def test_downloads_by_expiry_then_polls_then_new_work() -> None:
+async def test_downloads_by_expiry_then_new_work_then_polls() -> None:
     clock = VirtualClock()
     limiter = Limiter(Limits(requests=1, per_seconds=1.0), clock=clock, sleep=clock.sleep, margin=0)
     served: list[str] = []
@@ -233,7 +233,7 @@ async def test_downloads_by_expiry_then_polls_then_new_work() -> None:
                 inner.start_soon(one, name, priority)
                 await clock.sleep(0)  # let it queue before the next one arrives
         done.set()
-    assert served == ["first", "download-soon", "download-late", "poll", "submit-a", "submit-b"]
+    assert served == ["first", "download-soon", "download-late", "submit-a", "submit-b", "poll"]
 
 
 def test_repeated_429s_stretch_the_window_and_quiet_windows_shrink_it_back() -> None:
