@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from runner.plan import Segment
 from runner.store.database import Database
@@ -48,52 +49,43 @@ class SegmentTable(Database):
         each row holds the caller's own key string, and one string per distinct account, kind
         and format, rather than fresh copies from SQLite."""
         wanted = {key: key for key in keys}
-        ordered = list(wanted)
         shared: dict[str, str] = {}
         out: dict[str, SegmentRow] = {}
-        for start in range(0, len(ordered), 500):
-            batch = ordered[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            query = f"SELECT {_COLUMNS} FROM segments WHERE key IN ({marks})"
-            for values in self._db.execute(query, batch):
-                key, account, kind, state, chars, text, fmt, *rest = values
-                key = wanted[key]
-                out[key] = SegmentRow(
-                    key,
-                    shared.setdefault(account, account),
-                    shared.setdefault(kind, kind),
-                    SegmentState(state),
-                    chars,
-                    text,
-                    shared.setdefault(fmt, fmt),
-                    *rest,
-                )
+        for values in self._where_key_in(f"SELECT {_COLUMNS} FROM segments", list(wanted)):
+            key, account, kind, state, chars, text, fmt, *rest = values
+            key = wanted[key]
+            out[key] = SegmentRow(
+                key,
+                shared.setdefault(account, account),
+                shared.setdefault(kind, kind),
+                SegmentState(state),
+                chars,
+                text,
+                shared.setdefault(fmt, fmt),
+                *rest,
+            )
         return out
 
     def states(self, keys: Iterable[str]) -> dict[str, SegmentState]:
         """The state of each of `keys` the state knows (without reading their rows)."""
         wanted = {key: key for key in keys}
-        ordered = list(wanted)
-        out: dict[str, SegmentState] = {}
-        for start in range(0, len(ordered), 500):
-            batch = ordered[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            query = f"SELECT key, state FROM segments WHERE key IN ({marks})"
-            for key, state in self._db.execute(query, batch):
-                out[wanted[key]] = SegmentState(state)
-        return out
+        query = "SELECT key, state FROM segments"
+        return {wanted[k]: SegmentState(v) for k, v in self._where_key_in(query, list(wanted))}
 
     def state_counts(self, keys: Iterable[str]) -> Counter[SegmentState]:
         """How many of `keys` are in each state (without reading their rows)."""
-        wanted = list(dict.fromkeys(keys))
         counts: Counter[SegmentState] = Counter()
-        for start in range(0, len(wanted), 500):
-            batch = wanted[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            query = f"SELECT state, COUNT(*) FROM segments WHERE key IN ({marks}) GROUP BY state"
-            for state, n in self._db.execute(query, batch):
-                counts[SegmentState(state)] += n
+        query = "SELECT state, COUNT(*) FROM segments"
+        for state, n in self._where_key_in(query, list(dict.fromkeys(keys)), " GROUP BY state"):
+            counts[SegmentState(state)] += n
         return counts
+
+    def _where_key_in(self, select: str, keys: list[str], tail: str = "") -> Iterator[Any]:
+        """`select` WHERE key IN (`keys`) `tail`, in batches under SQLite's parameter limit."""
+        for start in range(0, len(keys), 500):
+            batch = keys[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            yield from self._db.execute(f"{select} WHERE key IN ({marks}){tail}", batch)
 
     def in_state(self, *states: SegmentState) -> list[SegmentRow]:
         marks = ",".join("?" * len(states))
