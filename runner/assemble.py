@@ -85,10 +85,25 @@ def book_path(manifest: Manifest) -> Path:
 
 
 def is_current(previous: ChapterRow | None, fingerprint: str, path: Path) -> bool:
-    """True when the chapter file on disk is the one built from this exact fingerprint."""
-    if previous is None or previous.fingerprint != fingerprint or not path.is_file():
+    """True when the chapter file on disk is the one built from this exact fingerprint.
+
+    A file with the size and modification time (to the nanosecond) it had when it was written
+    is taken as unchanged, as make and rsync do: hashing every output on every resume cost
+    seconds per gigabyte. Anything else is hashed."""
+    if previous is None or previous.fingerprint != fingerprint:
         return False
-    return _sha256_file(path) == previous.sha256
+    return _unchanged(path, previous.sha256, previous.size, previous.mtime_ns)
+
+
+def _unchanged(path: Path, sha256: str, size: int | None, mtime_ns: int | None) -> bool:
+    """Whether `path` is still the file written with this digest, size and time."""
+    try:
+        found = path.stat()
+    except OSError:
+        return False
+    if (found.st_size, found.st_mtime_ns) == (size, mtime_ns):
+        return True
+    return path.is_file() and _sha256_file(path) == sha256
 
 
 def assemble_chapter(
@@ -138,10 +153,8 @@ def assemble_book(
     )
     try:
         known = json.loads(record.read_text(encoding="utf-8"))
-        if (
-            known["fingerprint"] == fingerprint
-            and path.is_file()
-            and _sha256_file(path) == known["sha256"]
+        if known["fingerprint"] == fingerprint and _unchanged(
+            path, known["sha256"], known.get("size"), known.get("mtime_ns")
         ):
             return (path, float(known["duration"]), str(known["sha256"])), False
     except (OSError, ValueError, KeyError, TypeError):
@@ -158,7 +171,14 @@ def assemble_book(
                 for chunk in _gained(samples, gains[chapter.id]):
                     encoder.write(chunk)
     built = (path, encoder.frames / rate, _sha256_file(path))
-    document = {"fingerprint": fingerprint, "duration": built[1], "sha256": built[2]}
+    written = path.stat()
+    document = {
+        "fingerprint": fingerprint,
+        "duration": built[1],
+        "sha256": built[2],
+        "size": written.st_size,
+        "mtime_ns": written.st_mtime_ns,
+    }
     atomic_write(record, json.dumps(document).encode())
     return built, True
 
@@ -191,8 +211,17 @@ def chapter_row(
     manifest: Manifest, chapter: Chapter, fingerprint: str, built: tuple[Path, float, str]
 ) -> ChapterRow:
     path, duration, sha256 = built
+    written = path.stat()
     return ChapterRow(
-        str(manifest.path), chapter.id, fingerprint, str(path), sha256, duration, time.time()
+        str(manifest.path),
+        chapter.id,
+        fingerprint,
+        str(path),
+        sha256,
+        duration,
+        time.time(),
+        written.st_size,
+        written.st_mtime_ns,
     )
 
 

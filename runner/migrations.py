@@ -91,6 +91,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX task_times_by_account ON task_times (account, finished_at);
     """,
+    # 3 → 4: the size and modification time a chapter file had when it was written, so that a
+    # resume knows it unchanged from a stat instead of hashing every output again.
+    """
+    ALTER TABLE chapters ADD COLUMN size INTEGER;
+    ALTER TABLE chapters ADD COLUMN mtime_ns INTEGER;
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

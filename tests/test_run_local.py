@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -185,3 +186,32 @@ def test_plan_since_last_shows_only_new_and_changed_segments(demo: Path) -> None
     text = tts_runner("plan", "book.yaml", "--since-last", cwd=demo).stdout
     assert "since the last run: 1 new or changed segments" in text
     assert "  ch03: 1 new" in text
+
+
+def test_a_chapter_file_changed_behind_the_runners_back_is_written_again(demo: Path) -> None:
+    """A resume trusts a chapter file with the size and modification time it was written with
+    (no hashing of every output); any other file is hashed, and rebuilt when it differs."""
+    assert tts_runner("run", "book.yaml", "--json-log", cwd=demo).code == 0
+    book = demo / "out" / "demo-book.wav"
+    chapters = sorted(p for p in (demo / "out").iterdir() if p.suffix == ".wav" and p != book)
+    edited, same_bytes = chapters[0], chapters[1]
+    original = edited.read_bytes()
+    edited.write_bytes(original[:-2] + b"\x01\x01")  # same size, a new modification time
+    stat = same_bytes.stat()
+    same_bytes.write_bytes(same_bytes.read_bytes())  # touched: hashed, found unchanged
+    again = tts_runner("run", "book.yaml", "--json-log", cwd=demo)
+    assert again.code == 0, again.stderr
+    assert [e["id"] for e in again.events("chapter_written")] == [edited.stem]
+    assert edited.read_bytes() == original
+    assert same_bytes.stat().st_mtime_ns != stat.st_mtime_ns  # it was not rewritten either
+    # Size and time as written: trusted without being read (the one change a stat misses).
+    written = edited.stat()
+    edited.write_bytes(original[:-2] + b"\x02\x02")
+    os.utime(edited, ns=(written.st_atime_ns, written.st_mtime_ns))
+    whole = book.read_bytes()
+    book.write_bytes(whole[:-2] + b"\x02\x02")  # the whole book: new time, so hashed
+    third = tts_runner("run", "book.yaml", "--json-log", cwd=demo)
+    assert third.code == 0, third.stderr
+    assert third.events("chapter_written") == []
+    assert len(third.events("book_written")) == 1
+    assert book.read_bytes() == whole

@@ -63,3 +63,5 @@ class ChapterRow:
     sha256: str
     duration: float
     assembled_at: float
+    size: int | None = None  #: of the file as written (None: recorded before sizes were)
+    mtime_ns: int | None = None  #: its modification time then

@@ -174,8 +174,8 @@ class SegmentTable(Database):
 
     def chapter(self, manifest: str, text_id: str) -> ChapterRow | None:
         found = self._db.execute(
-            "SELECT manifest, text_id, fingerprint, path, sha256, duration, assembled_at"
-            " FROM chapters WHERE manifest = ? AND text_id = ?",
+            "SELECT manifest, text_id, fingerprint, path, sha256, duration, assembled_at, size,"
+            " mtime_ns FROM chapters WHERE manifest = ? AND text_id = ?",
             (manifest, text_id),
         ).fetchone()
         return None if found is None else ChapterRow(*found)
@@ -183,7 +183,8 @@ class SegmentTable(Database):
     def save_chapter(self, row: ChapterRow) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO chapters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO chapters (manifest, text_id, fingerprint, path, sha256,"
+                " duration, assembled_at, size, mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.manifest,
                     row.text_id,
@@ -192,5 +193,7 @@ class SegmentTable(Database):
                     row.sha256,
                     row.duration,
                     row.assembled_at,
+                    row.size,
+                    row.mtime_ns,
                 ),
             )
