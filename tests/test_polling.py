@@ -67,11 +67,12 @@ def test_until_tasks_have_finished_the_first_poll_comes_at_a_quarter_of_the_prio
     assert model.delay(50, elapsed=0.0, polls=0) < 1.0
 
 
-@pytest.mark.anyio
-async def test_a_task_waiting_on_the_priors_guess_polls_as_soon_as_the_model_learns() -> None:
-    """Submitted when only the prior was known (first poll in 2 s, a quarter of its 8 s), the
-    task's first poll moves when three tasks finish in about 0.6 s: due then at once."""
-    model = ProcessingModel(base=8.0, per_char=0.0, rng=random.Random(5))
+async def _first_poll_around_learning(
+    model: ProcessingModel, learn_at: float, finished: list[tuple[int, float, float]]
+) -> tuple[list[float], list[float]]:
+    """A task of 50 characters waits for its first poll; `learn_at` seconds in, the model
+    learns `finished`. Returns when the task woke (seconds after creation) as seen just before
+    the learning, and in the end."""
     created = time.time()
     woke: list[float] = []
 
@@ -81,9 +82,20 @@ async def test_a_task_waiting_on_the_priors_guess_polls_as_soon_as_the_model_lea
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(waiter)
-        await anyio.sleep(0.3)
-        assert woke == []
-        model.learn([(50, 0.5, 0.7), (60, 0.6, 0.8), (70, 0.7, 0.9)])
+        await anyio.sleep(learn_at)
+        before = list(woke)
+        model.learn(finished)
+    return before, woke
+
+
+@pytest.mark.anyio
+async def test_a_task_waiting_on_the_priors_guess_polls_as_soon_as_the_model_learns() -> None:
+    """Submitted when only the prior was known (first poll in 2 s, a quarter of its 8 s), the
+    task's first poll moves when three tasks finish in about 0.6 s: due then at once."""
+    model = ProcessingModel(base=8.0, per_char=0.0, rng=random.Random(5))
+    finished = [(50, 0.5, 0.7), (60, 0.6, 0.8), (70, 0.7, 0.9)]
+    before, woke = await _first_poll_around_learning(model, 0.3, finished)
+    assert before == []
     assert len(woke) == 1
     assert 0.3 <= woke[0] < 1.0  # not the 2 s of the prior's guess
 
@@ -92,15 +104,6 @@ async def test_a_task_waiting_on_the_priors_guess_polls_as_soon_as_the_model_lea
 async def test_a_small_change_of_the_fit_leaves_waiting_tasks_asleep() -> None:
     model = ProcessingModel(base=1.0, per_char=0.0, rng=random.Random(5))
     model.learn([(50, 0.9, 1.1)] * 3)
-    created = time.time()
-    woke: list[float] = []
-
-    async def waiter() -> None:
-        await model.until_first_poll(50, created)
-        woke.append(time.time() - created)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(waiter)
-        await anyio.sleep(0.2)
-        model.learn([(50, 0.95, 1.15)])  # 1.0 s → 1.01 s: not worth waking anyone
+    # 1.0 s → 1.01 s: not worth waking anyone
+    _, woke = await _first_poll_around_learning(model, 0.2, [(50, 0.95, 1.15)])
     assert woke[0] >= 1.0

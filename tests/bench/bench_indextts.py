@@ -148,7 +148,7 @@ async def scenario(shape: Shape) -> dict[str, object]:
         result = await run_manifest(load_manifest(path), options, Events([log]))
         ended = time.monotonic()
         wall = ended - began
-        entries = box.ledger("indextts")
+        entries = box.entries("indextts")
         n429 = box.count_429("indextts")
 
     stats = result.stats.accounts.get("index")

@@ -41,7 +41,7 @@ from typing import Protocol
 import aiohttp
 import anyio
 from aiolimiter import AsyncLimiter
-from benchlib import EventLog, SandboxBox, Table, WindowStats, pct, window_stats
+from benchlib import EventLog, SandboxBox, Table, WindowStats, max_overlap, pct, window_stats
 
 from runner.events import Events
 from runner.limits import Limiter
@@ -168,15 +168,6 @@ def sandbox(n: int, t: float, concurrent: int | None, hold: float) -> SandboxBox
     return SandboxBox(config, {"BENCH_TTSAI_KEY": KEY})
 
 
-def max_overlap(spans: list[tuple[float, float]]) -> int:
-    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
-    best = now = 0
-    for _, delta in events:
-        now += delta
-        best = max(best, now)
-    return best
-
-
 async def _headers_sent(
     session: aiohttp.ClientSession, context: SimpleNamespace, params: object
 ) -> None:
@@ -225,7 +216,7 @@ async def drive(
 
 def server_view(box: SandboxBox) -> tuple[list[float], int, int]:
     """The emulator's own record: start times of synthesis requests, 429s, most in flight."""
-    entries = [e for e in box.ledger("ttsai") if e.endpoint == "/v1/tts/"]
+    entries = [e for e in box.entries("ttsai") if e.endpoint == "/v1/tts/"]
     return [e.started_at for e in entries], box.count_429("ttsai"), box.max_in_flight("ttsai")
 
 
@@ -258,7 +249,7 @@ async def runner_trial(case: Case, workdir: Path) -> Trial:
         await run_book(box, workdir, texts, case.n, case.t, case.concurrent or case.n)
         wall = time.monotonic() - began
         server_starts, n429, in_flight = server_view(box)
-        spans = [(e.started_at, e.finished_at) for e in box.ledger("ttsai")]
+        spans = [(e.started_at, e.finished_at) for e in box.entries("ttsai")]
     if len(server_starts) != case.work:  # the chunker must make one segment per sentence
         raise RuntimeError(f"expected {case.work} requests, the emulator saw {len(server_starts)}")
     return Trial(
@@ -432,7 +423,7 @@ async def runner_back_to_back(n: int, t: float, workdir: Path) -> BackToBack:
             t,
             n,
         )
-        first = sorted(e.started_at for e in box.ledger("ttsai"))
+        first = sorted(e.started_at for e in box.entries("ttsai"))
         began = time.monotonic()
         await run_book(
             box,

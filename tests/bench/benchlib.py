@@ -13,12 +13,20 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace, TracebackType
+from types import SimpleNamespace
 from typing import Any
 
 from tests.torture.harness import SandboxProcess
 
-__all__ = ["EventLog", "SandboxBox", "Table", "WindowStats", "median", "window_stats"]
+__all__ = [
+    "EventLog",
+    "SandboxBox",
+    "Table",
+    "WindowStats",
+    "max_overlap",
+    "median",
+    "window_stats",
+]
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,18 @@ def ratio(value: float, baseline: float) -> str:
     return f"{value / baseline:.3f}x"
 
 
-class SandboxBox:
+def max_overlap(spans: Iterable[tuple[float, float]]) -> int:
+    """Most (start, end) spans open at one moment; one ending as another starts does not count."""
+    pairs = list(spans)
+    events = sorted([(a, 1) for a, _ in pairs] + [(b, -1) for _, b in pairs])
+    best = now = 0
+    for _, delta in events:
+        now += delta
+        best = max(best, now)
+    return best
+
+
+class SandboxBox(SandboxProcess):
     """A sandbox served by a process of its own, for timing: a sandbox thread in the measuring
     process would share its interpreter lock, and under a burst of requests the emulator would
     stamp each arrival tens of milliseconds late, which no real server a network away does.
@@ -115,41 +134,23 @@ class SandboxBox:
     def __init__(self, config: Mapping[str, Any], env: Mapping[str, str]) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="tts-bench-sandbox-")
         try:
-            self._process = SandboxProcess(Path(self._tmp.name), config, env)
+            super().__init__(Path(self._tmp.name), config, env)
         except BaseException:
             self._tmp.cleanup()
             raise
-        self.urls: dict[str, str] = {k: str(v) for k, v in self._process.urls.items()}
 
-    def __enter__(self) -> SandboxBox:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         try:
-            self._process.close()
+            super().close()
         finally:
             self._tmp.cleanup()
 
-    def ledger(self, provider: str) -> list[SimpleNamespace]:
+    def entries(self, provider: str) -> list[SimpleNamespace]:
         """The emulator's ledger entries of `provider` (attributes as `LedgerEntry`)."""
-        entries = self._process.ledger()
-        return [SimpleNamespace(**e) for e in entries if e["provider"] == provider]
+        return [SimpleNamespace(**e) for e in self.ledger() if e["provider"] == provider]
 
     def count_429(self, provider: str) -> int:
-        return sum(1 for e in self.ledger(provider) if e.status == 429 or e.throttled)
+        return sum(1 for e in self.entries(provider) if e.status == 429 or e.throttled)
 
     def max_in_flight(self, provider: str) -> int:
-        events = sorted(
-            [(e.started_at, 1) for e in self.ledger(provider)]
-            + [(e.finished_at, -1) for e in self.ledger(provider)]
-        )
-        best = now = 0
-        for _, delta in events:
-            now += delta
-            best = max(best, now)
-        return best
+        return max_overlap((e.started_at, e.finished_at) for e in self.entries(provider))
