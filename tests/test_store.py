@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,39 @@ def test_rows_reads_any_number_of_keys(tmp_path: Path) -> None:
         rows = store.rows(_segment(i).key for i in range(1300))
         assert len(rows) == 1234
         assert rows[_segment(1000).key].text == "text 1000"
+
+
+@pytest.mark.parametrize("wanted", [range(30), range(2600), range(500, 3700)])
+def test_reads_of_few_keys_and_of_most_of_the_table_agree(tmp_path: Path, wanted: range) -> None:
+    """A read of a large share of the table scans it, a small one looks keys up: the same
+    rows either way, only those asked for (the state may hold other manifests' segments too,
+    and keys it has never seen are left out)."""
+    with Store.open(tmp_path) as store:
+        store.add_segments(_segment(i, "paid" if i % 2 else "free") for i in range(3000))
+        for i in range(0, 3000, 3):
+            store.mark_done(
+                _segment(i).key,
+                path=f"cache/{i}.wav",
+                sha256=f"{i:x}",
+                duration=i / 10,
+                sample_rate=24000,
+                cost=1.5 if i % 2 else None,
+            )
+        store.mark_failed(_segment(7).key, "bad voice")
+        keys = [_segment(i).key for i in wanted]
+        known = [i for i in wanted if i < 3000]
+        rows = store.rows(keys)
+        assert sorted(rows) == sorted(_segment(i).key for i in known)
+        assert all(rows[_segment(i).key].text == f"text {i}" for i in known)
+        states = store.states(keys)
+        assert states == {k: row.state for k, row in rows.items()}
+        assert store.state_counts(keys) == Counter(states.values())
+        audio = store.audio(keys)
+        assert sorted(audio) == sorted(_segment(i).key for i in known if i % 3 == 0)
+        i = next(i for i in known if i % 3 == 0)
+        assert audio[_segment(i).key] == (f"cache/{i}.wav", f"{i:x}", 24000, i / 10)
+        paid = sum(1.5 for i in known if i % 3 == 0 and i % 2)
+        assert store.costs(keys) == ({"paid": paid} if paid else {})
 
 
 def test_state_survives_reopening_and_migrations_run_once(tmp_path: Path) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["AssetRow", "ChapterRow", "SegmentRow", "SegmentState"]
+__all__ = ["AssetRow", "ChapterRow", "SegmentAudio", "SegmentRow", "SegmentState"]
 
 
 class SegmentState(enum.StrEnum):
@@ -39,6 +40,16 @@ class SegmentRow:
     cost: float | None
     reason: str | None
     updated_at: float
+
+
+class SegmentAudio(NamedTuple):
+    """A done segment's audio, all that assembly and the report read of its row: a book's
+    100,000 of these are held at once, and a whole row costs about three times as much."""
+
+    path: str  #: relative to the state directory
+    sha256: str
+    sample_rate: int | None
+    duration: float
 
 
 @dataclass(frozen=True, slots=True)

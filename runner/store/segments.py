@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from runner.plan import Segment
 from runner.store.database import Database
-from runner.store.rows import ChapterRow, SegmentRow, SegmentState
+from runner.store.rows import ChapterRow, SegmentAudio, SegmentRow, SegmentState
 
 __all__ = ["SegmentTable"]
 
 _COLUMNS = ", ".join(f.name for f in SegmentRow.__dataclass_fields__.values())
+#: Reads of more keys than this, and of half the table or more, scan it (see `_of_keys`).
+_SCAN_ABOVE = 2000
 
 
 def _row(values: tuple[object, ...]) -> SegmentRow:
@@ -51,7 +53,7 @@ class SegmentTable(Database):
         wanted = {key: key for key in keys}
         shared: dict[str, str] = {}
         out: dict[str, SegmentRow] = {}
-        for values in self._where_key_in(f"SELECT {_COLUMNS} FROM segments", list(wanted)):
+        for values in self._of_keys(_COLUMNS, wanted):
             key, account, kind, state, chars, text, fmt, *rest = values
             key = wanted[key]
             out[key] = SegmentRow(
@@ -69,23 +71,49 @@ class SegmentTable(Database):
     def states(self, keys: Iterable[str]) -> dict[str, SegmentState]:
         """The state of each of `keys` the state knows (without reading their rows)."""
         wanted = {key: key for key in keys}
-        query = "SELECT key, state FROM segments"
-        return {wanted[k]: SegmentState(v) for k, v in self._where_key_in(query, list(wanted))}
+        return {wanted[k]: SegmentState(v) for k, v in self._of_keys("key, state", wanted)}
+
+    def audio(self, keys: Iterable[str]) -> dict[str, SegmentAudio]:
+        """The audio of those of `keys` that are done, by key (the caller's key strings)."""
+        wanted = {key: key for key in keys}
+        rates: dict[int, int] = {}  # one int object per rate, not one per row
+        columns = "key, state, path, sha256, sample_rate, duration"
+        return {
+            wanted[k]: SegmentAudio(p, h, rates.setdefault(r, r), d)
+            for k, state, p, h, r, d in self._of_keys(columns, wanted)
+            if state == "done"
+        }
+
+    def costs(self, keys: Iterable[str]) -> dict[str, float]:
+        """What `keys` cost, summed per account (segments without a known cost add nothing)."""
+        totals: defaultdict[str, float] = defaultdict(float)
+        for _, account, cost in self._of_keys("key, account, cost", dict.fromkeys(keys)):
+            if cost is not None:
+                totals[account] += cost
+        return dict(totals)
 
     def state_counts(self, keys: Iterable[str]) -> Counter[SegmentState]:
         """How many of `keys` are in each state (without reading their rows)."""
-        counts: Counter[SegmentState] = Counter()
-        query = "SELECT state, COUNT(*) FROM segments"
-        for state, n in self._where_key_in(query, list(dict.fromkeys(keys)), " GROUP BY state"):
-            counts[SegmentState(state)] += n
-        return counts
+        found = Counter(state for _, state in self._of_keys("key, state", dict.fromkeys(keys)))
+        return Counter({SegmentState(state): n for state, n in found.items()})
 
-    def _where_key_in(self, select: str, keys: list[str], tail: str = "") -> Iterator[Any]:
-        """`select` WHERE key IN (`keys`) `tail`, in batches under SQLite's parameter limit."""
+    def _of_keys(self, columns: str, wanted: Mapping[str, object]) -> Iterator[Any]:
+        """SELECT `columns` (the key first) of the rows of the keys in `wanted`.
+
+        Most of the table (a resume reads a whole book) is read in one scan and filtered
+        here: 200 lookups of 500 keys by index cost several times more. A few keys are looked
+        up by index, in batches under SQLite's parameter limit. The state may hold other
+        manifests' segments too (jobs/*.yaml share one), hence the share, not a count."""
+        select = f"SELECT {columns} FROM segments"
+        size = self._db.execute("SELECT MAX(rowid) FROM segments").fetchone()[0] or 0
+        if len(wanted) > _SCAN_ABOVE and 2 * len(wanted) >= size:
+            yield from (row for row in self._db.execute(select) if row[0] in wanted)
+            return
+        keys = list(wanted)
         for start in range(0, len(keys), 500):
             batch = keys[start : start + 500]
             marks = ",".join("?" * len(batch))
-            yield from self._db.execute(f"{select} WHERE key IN ({marks}){tail}", batch)
+            yield from self._db.execute(f"{select} WHERE key IN ({marks})", batch)
 
     def in_state(self, *states: SegmentState) -> list[SegmentRow]:
         marks = ",".join("?" * len(states))
