@@ -24,7 +24,7 @@ from runner.levels import chapter_gains, chapter_rate, content_fingerprint, rend
 from runner.loudness import Gain
 from runner.manifest.model import Manifest
 from runner.plan import Chapter, canonical_json
-from runner.store import ChapterRow, SegmentRow
+from runner.store import ChapterRow, SegmentAudio, SegmentRow
 
 __all__ = [
     "AssembledChapter",
@@ -37,7 +37,8 @@ __all__ = [
     "write_index",
 ]
 
-Rows = Mapping[str, SegmentRow]
+#: Segment rows by key: whole rows, or the lean audio rows a run reads for assembly.
+Rows = Mapping[str, SegmentRow | SegmentAudio]
 Built = tuple[Path, float, str]  #: (path, duration in seconds, sha256)
 
 

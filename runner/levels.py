@@ -26,11 +26,12 @@ from runner.loudness import Floats, Gain, LoudnessMeter, gain_for, gated_loudnes
 from runner.manifest.model import Manifest, Output
 from runner.plan import Chapter, canonical_json
 from runner.seams import SEAMS_VERSION, Seams, join
-from runner.store import SegmentRow
+from runner.store import SegmentAudio, SegmentRow
 
 __all__ = ["Level", "chapter_gains", "chapter_rate", "content_fingerprint", "measure", "render"]
 
-Rows = Mapping[str, SegmentRow]
+#: Segment rows by key: whole rows, or the lean audio rows a run reads for assembly.
+Rows = Mapping[str, SegmentRow | SegmentAudio]
 DEFAULT_RATE = 22050  #: for a chapter whose rows do not say (never the case for cached audio)
 
 

@@ -73,17 +73,23 @@ class Plan:
 
 
 def _jsonable(value: object) -> object:
+    """What JSON cannot take as it is: a file (by its content's hash), any other mapping."""
     if isinstance(value, FileRef):
         return {"sha256": value.sha256}
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+        return {str(k): v for k, v in value.items()}
+    raise TypeError(f"{type(value).__name__} has no canonical JSON")
+
+
+#: Keys sorted, no spaces, UTF-8 as is. One reused encoder (C-accelerated): chapter
+#: fingerprints of 100,000 segments go through it on every resume.
+_canonical = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable
+).encode
 
 
 def canonical_json(value: object) -> str:
-    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _canonical(value)
 
 
 def segment_key(kind: str, params: Mapping[str, ParamValue], text: str, fmt: str) -> str:

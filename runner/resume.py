@@ -5,8 +5,10 @@ it (e.g. a database moved aside after damage), so it is never requested again.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -18,9 +20,16 @@ from runner.plan import Segment
 from runner.providers import adapter_class
 from runner.providers.base import Mode
 from runner.stats import RunStats
-from runner.store import SegmentRow, SegmentState, Store
+from runner.store import SegmentAudio, SegmentRow, SegmentState, Store
 
-__all__ = ["EXPIRY_WARNING", "TASK_STATES", "sent_unanswered", "warn_expiring", "work_left"]
+__all__ = [
+    "EXPIRY_WARNING",
+    "TASK_STATES",
+    "Left",
+    "sent_unanswered",
+    "warn_expiring",
+    "work_left",
+]
 
 #: States of segments whose request was (or may have been) paid for and whose audio is not in.
 TASK_STATES: Final = frozenset(
@@ -30,38 +39,79 @@ TASK_STATES: Final = frozenset(
 EXPIRY_WARNING: Final = 6 * 3600.0
 
 
+@dataclass
+class Left:
+    """What a run finds on starting: the work left, and the audio already done."""
+
+    todo: list[tuple[Segment, SegmentRow]]  #: in plan order, with their state rows
+    done: dict[str, SegmentAudio]  #: done segments whose file is in place, by key
+
+
 async def work_left(
     store: Store, cache: Cache, unique: Mapping[str, Segment], stats: RunStats
-) -> list[tuple[Segment, SegmentRow]]:
-    """Segments this run must work on, in plan order, with their state rows."""
-    rows = store.rows(unique)
-    candidates = [(s, rows[k]) for k, s in unique.items() if rows[k].state != SegmentState.FAILED]
+) -> Left:
+    """Segments this run must work on, and those it need not (segments the state has not seen
+    are recorded as pending here).
+
+    Only the audio columns of done segments are read (all a resume of a finished book needs:
+    is each file in place?); whole rows only for the others."""
+    done = store.audio(unique)
     # the files are looked at in one worker thread, not one thread hop per segment
-    found = await anyio.to_thread.run_sync(_look, store.directory, cache, candidates)
+    missing = await anyio.to_thread.run_sync(_not_in_place, store.directory, done)
+    for key in missing:
+        del done[key]
+    stats.cached += len(done)
+    rest = [k for k in unique if k not in done]
+    rows = store.rows(rest)
+    new = [unique[k] for k in rest if k not in rows]
+    if new:
+        store.add_segments(new)
+        rows.update(store.rows(s.key for s in new))
+    candidates = [(unique[k], rows[k]) for k in rest if rows[k].state != SegmentState.FAILED]
+    found = await anyio.to_thread.run_sync(_look, cache, candidates)
     todo: list[tuple[Segment, SegmentRow]] = []
+    recovered: list[str] = []
     for (segment, row), hit in zip(candidates, found, strict=True):
-        if hit is True:
-            stats.cached += 1
-        elif isinstance(hit, Cached):
-            _recover(store, row, hit)
-            stats.recovered += 1
-        else:
+        if hit is None:
             todo.append((segment, row))
-    return todo
-
-
-def _look(
-    directory: Path, cache: Cache, candidates: Sequence[tuple[Segment, SegmentRow]]
-) -> list[Cached | bool | None]:
-    """For each candidate: True when it is done with its file in place, its verified audio
-    when the cache holds it although the state does not say so, else None (blocking)."""
-    out: list[Cached | bool | None] = []
-    for segment, row in candidates:
-        if row.state == SegmentState.DONE and row.path and (directory / row.path).is_file():
-            out.append(True)
         else:
-            out.append(cache.find(segment.key, segment.format, segment.chars))
-    return out
+            _recover(store, row, hit)
+            recovered.append(segment.key)
+    stats.recovered += len(recovered)
+    done.update(store.audio(recovered))
+    return Left(todo, done)
+
+
+def _not_in_place(directory: Path, done: Mapping[str, SegmentAudio]) -> list[str]:
+    """The done segments whose audio file is not where the state says (blocking). Each folder
+    is listed once (the cache has 256): a look per file costs several times more."""
+    listed: dict[str, set[str]] = {}
+    missing: list[str] = []
+    for key, audio in done.items():
+        if not audio.path:
+            missing.append(key)
+            continue
+        folder, _, name = audio.path.rpartition("/")
+        files = listed.get(folder)
+        if files is None:
+            files = listed[folder] = _files_in(directory / folder)
+        if name not in files:
+            missing.append(key)
+    return missing
+
+
+def _files_in(folder: Path) -> set[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return {entry.name for entry in entries if entry.is_file()}
+    except OSError:
+        return set()
+
+
+def _look(cache: Cache, candidates: Sequence[tuple[Segment, SegmentRow]]) -> list[Cached | None]:
+    """For each candidate: its verified audio when the cache holds it although the state does
+    not say so, else None (blocking)."""
+    return [cache.find(segment.key, segment.format, segment.chars) for segment, _ in candidates]
 
 
 def _recover(store: Store, row: SegmentRow, found: Cached) -> None:

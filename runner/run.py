@@ -17,23 +17,14 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
-from runner.assemble import (
-    assemble_book,
-    assemble_chapter,
-    chapter_fingerprint,
-    chapter_gains,
-    chapter_row,
-    is_current,
-    output_path,
-    write_index,
-)
 from runner.cache import Cache
-from runner.errors import OutputError, RunnerError, UsageError, runner_error_in
+from runner.errors import RunnerError, UsageError, runner_error_in
 from runner.events import Events
 from runner.lock import RunLock
 from runner.manifest.model import Manifest
 from runner.outcomes import Outcomes
-from runner.plan import Chapter, Plan, Segment, expand
+from runner.outputs import write_outputs
+from runner.plan import Plan, Segment, expand
 from runner.providers import ProviderContext, create_provider, missing_credentials
 from runner.providers.base import Provider
 from runner.providers.context import RetryPolicy
@@ -42,7 +33,7 @@ from runner.resume import TASK_STATES, sent_unanswered, warn_expiring, work_left
 from runner.run_journal import StoreSink
 from runner.scheduler import Scheduler, Work
 from runner.stats import RunStats
-from runner.store import ChapterRow, SegmentState, Store
+from runner.store import SegmentAudio, SegmentState, Store
 from runner.task_lane import TaskPolicy
 from runner.together import Together, together
 
@@ -79,6 +70,9 @@ class RunResult:
     index: Path | None = None
     elapsed: float = 0.0
     report: Path | None = None  #: report.html, when it could be written
+    #: The audio of the plan's done segments, read once for assembly and the report (and let
+    #: go once both are written: a book's 100,000 are not kept after its run).
+    done: dict[str, SegmentAudio] = field(default_factory=dict, repr=False)
 
 
 def state_dir_for(manifest: Manifest, options: RunOptions) -> Path:
@@ -123,6 +117,8 @@ async def run_manifest(
             ).html
         except (OSError, RunnerError) as exc:  # the audio is safe; only the summary is missing
             events.emit("warning", message=f"could not write the run report: {exc}")
+        finally:
+            result.done = {}
         return result
 
 
@@ -166,14 +162,15 @@ async def _run_locked(
     shared: Together,
 ) -> RunResult:
     unique = plan.unique_segments()
-    store.add_segments(unique.values())
-    if options.only is not None:
+    if options.only is not None:  # the other chapters' segments are known to `status` too
+        store.add_segments(unique.values())
         unique = _only(plan, options.only)
     cache = Cache(directory / "cache")
     stats = RunStats()
     if options.retry_failed:
         store.retry_failed(unique)
-    todo = await work_left(store, cache, unique, stats)
+    left = await work_left(store, cache, unique, stats)
+    todo, done = left.todo, left.done
     warn_expiring(todo, stats, events)
     if options.collect_only:  # only what was already submitted: nothing new is paid for
         todo = [(s, row) for s, row in todo if row.state in TASK_STATES]
@@ -193,10 +190,14 @@ async def _run_locked(
     )
     await _schedule(manifest, todo, options, events, store, cache, stats, shared, run_id)
     result = RunResult(exit_code=0, stats=stats, stopped=shared.stop.reason)
-    await _assemble(manifest, plan, store, directory, events, result)
-    states = store.state_counts(unique)
-    left = TASK_STATES if options.collect_only else frozenset(SegmentState) - {SegmentState.DONE}
-    result.remaining = sum(n for state, n in states.items() if state in left)
+    done.update(store.audio(segment.key for segment, _ in todo))  # those done by this run
+    result.done = done
+    await write_outputs(manifest, plan, store, directory, events, result)
+    states = store.state_counts(k for k in unique if k not in done)
+    unfinished = (
+        TASK_STATES if options.collect_only else frozenset(SegmentState) - {SegmentState.DONE}
+    )
+    result.remaining = sum(n for state, n in states.items() if state in unfinished)
     failed = states[SegmentState.FAILED]
     held = sum(a.held_back for a in stats.accounts.values())
     if held:
@@ -341,57 +342,6 @@ def _only(plan: Plan, ids: frozenset[str]) -> dict[str, Segment]:
             f"{', '.join(sorted(known))}"
         )
     return {s.key: s for c in plan.chapters if c.id in ids for s in c.segments}
-
-
-async def _assemble(
-    manifest: Manifest, plan: Plan, store: Store, directory: Path, events: Events, result: RunResult
-) -> None:
-    index: list[tuple[Chapter, ChapterRow | None]] = []
-    complete = []  # chapters whose segments are all done, with their rows
-    for chapter in plan.chapters:  # counted first: the rows of complete chapters only are read
-        keys = {s.key for s in chapter.segments}
-        if store.state_counts(keys)[SegmentState.DONE] == len(keys):
-            complete.append((chapter, store.rows(keys)))
-    # loudness is normalised per chapter or per book, so gains are known before any is written
-    gains = await anyio.to_thread.run_sync(chapter_gains, manifest, complete, directory)
-    done = {chapter.id: rows for chapter, rows in complete}
-    for chapter in plan.chapters:
-        if chapter.id not in done:
-            index.append((chapter, None))
-            continue
-        rows, gain = done[chapter.id], gains[chapter.id]
-        fingerprint = chapter_fingerprint(manifest, chapter, rows, gain)
-        previous = store.chapter(str(manifest.path), chapter.id)
-        path = output_path(manifest, chapter)
-        if not await anyio.to_thread.run_sync(is_current, previous, fingerprint, path):
-            try:
-                built = await anyio.to_thread.run_sync(
-                    assemble_chapter, manifest, chapter, rows, directory, gain
-                )
-            except OSError as exc:
-                if isinstance(exc, RunnerError):
-                    raise
-                raise OutputError(
-                    f"cannot write chapter {chapter.id} to {path}: {exc.strerror or exc}; "
-                    "the audio is safe in the state directory — fix the output path and run "
-                    "again"
-                ) from exc
-            previous = chapter_row(manifest, chapter, fingerprint, built)
-            store.save_chapter(previous)
-            result.chapters_written.append(path)
-            events.emit(
-                "chapter_written", id=chapter.id, path=str(path), seconds=round(built[1], 3)
-            )
-        result.chapters_complete += 1
-        index.append((chapter, previous))
-    book = None
-    if manifest.output.book and complete and len(complete) == len(plan.chapters):
-        book, rebuilt = await anyio.to_thread.run_sync(
-            assemble_book, manifest, complete, directory, gains
-        )
-        if rebuilt:
-            events.emit("book_written", path=str(book[0]), seconds=round(book[1], 3))
-    result.index = await anyio.to_thread.run_sync(write_index, manifest, index, gains, book)
 
 
 async def _shielded(close: Callable[[], Awaitable[None]]) -> None:

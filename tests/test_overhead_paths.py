@@ -6,14 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pytest
 
 from runner.loudness import LoudnessMeter, integrated_loudness
 from runner.manifest import load_manifest
-from runner.manifest.params import ParamValue
-from runner.plan import KEY_VERSION, expand, segment_key
+from runner.manifest.params import FileRef, ParamValue
+from runner.plan import KEY_VERSION, canonical_json, expand, segment_key
 from runner.report.audit import Take, suspicious
 from runner.text import CHUNKER_VERSION
 
@@ -41,6 +42,21 @@ def test_segment_keys_are_the_canonical_json_digest(
     text: str, params: dict[str, ParamValue]
 ) -> None:
     assert segment_key("ttsai", params, text, "mp3") == _reference_key("ttsai", params, text, "mp3")
+
+
+def test_canonical_json_is_sorted_compact_utf8_with_files_by_content() -> None:
+    ref = FileRef(Path("/somewhere/voice.wav"), "ab" * 32, 1234)
+    document = {
+        "z": (1, 2.5, None, True),
+        "a": MappingProxyType({"y": ref, "b": ["灯", {"d": 1, "c": "x"}]}),
+        "m": {"file": ref},
+    }
+    assert canonical_json(document) == (
+        '{"a":{"b":["灯",{"c":"x","d":1}],"y":{"sha256":"' + "ab" * 32 + '"}},'
+        '"m":{"file":{"sha256":"' + "ab" * 32 + '"}},"z":[1,2.5,null,true]}'
+    )
+    with pytest.raises(TypeError, match="object has no canonical JSON"):
+        canonical_json({"x": object()})
 
 
 def test_segments_share_one_params_mapping_and_keep_their_keys(tmp_path: Path) -> None:
@@ -89,8 +105,8 @@ def test_audit_remembers_levels_but_still_sees_missing_files(tmp_path: Path) -> 
     loud = _wav(tmp_path / "a.wav", 0.3 * rng.standard_normal(16000))
     quiet = _wav(tmp_path / "b.wav", 0.0001 * rng.standard_normal(16000))
     takes = [
-        Take("a", "c1", "v", "m", "text a", 10, 1.0, loud, "sha-a"),
-        Take("b", "c1", "v", "m", "text b", 10, 1.0, quiet, "sha-b"),
+        Take("a", "c1", "v", "m", "text a", 10, 1.0, str(loud), "sha-a"),
+        Take("b", "c1", "v", "m", "text b", 10, 1.0, str(quiet), "sha-b"),
     ]
     known: dict[str, float | None] = {}
     first = suspicious(takes, known)

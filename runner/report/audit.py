@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, MutableMapping, Sequence
@@ -59,7 +60,7 @@ class Take:
     text: str
     chars: int
     duration: float
-    path: Path  #: the cached audio
+    path: str  #: the cached audio (a string: a report of 100,000 takes holds them all)
     sha256: str = ""  #: of the cached audio: its level is remembered under it
 
 
@@ -129,7 +130,7 @@ def _remembered_level(take: Take, known: MutableMapping[str, float | None] | Non
     if known is None or not take.sha256:
         return _level(take.path)
     try:
-        found = take.path.stat()
+        found = os.stat(take.path)
     except OSError:
         return None  # missing: reported as such
     # the file's size and time too: a file changed behind the state's back is measured again
@@ -143,10 +144,12 @@ def _remembered_level(take: Take, known: MutableMapping[str, float | None] | Non
     return level
 
 
-def _level(path: Path) -> float | None:
+def _level(path: str) -> float | None:
     """RMS in dBFS of a cached segment; None when it is missing or unreadable."""
     try:
-        samples, _ = decode(path.read_bytes(), path.suffix[1:])
+        with open(path, "rb") as f:
+            data = f.read()
+        samples, _ = decode(data, os.path.splitext(path)[1][1:])
     except (OSError, AudioError):
         return None
     return rms_dbfs(samples)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -22,13 +22,13 @@ from urllib.parse import quote
 
 from runner.events import Redactor
 from runner.manifest.model import Account, Manifest
-from runner.plan import Chapter, Plan, Segment, canonical_json, expand
+from runner.plan import Plan, Segment, canonical_json, expand
 from runner.plans import PRESETS
 from runner.report.audit import Take
 from runner.report.history import RunSpan, Starts, request_starts, run_span
 from runner.report.timeline import timeline
 from runner.stats import AccountStats
-from runner.store import SegmentRow, SegmentState, Store
+from runner.store import SegmentAudio, SegmentRow, SegmentState, Store
 
 if TYPE_CHECKING:
     from runner.run import RunResult
@@ -56,17 +56,23 @@ def gather(
 ) -> Gathered:
     plan = plan or expand(manifest)
     unique = plan.unique_segments()
-    rows = store.rows(unique)
+    # Lean reads: the audio columns of the done segments (read by the run already), whole
+    # rows only of the rest (a finished book's 100,000 whole rows would cost 100 MB here).
+    done = result.done or store.audio(unique)
+    others = store.rows(k for k in unique if k not in done)
+    states = Counter(row.state for row in others.values())
+    states[SegmentState.DONE] = sum(1 for k in unique if k in done)
+    costs = store.costs(unique)
     span = run_span(store.path, run_id)
     starts = request_starts(store.path, span)
-    chapter_of = {s.key: c.id for c in reversed(plan.chapters) for s in c.segments}
-    chapters, files = _chapters(manifest, plan, rows, store)
+    chapters, files = _chapters(manifest, plan, done, store)
 
     def listed(keep: Callable[[SegmentRow], bool]) -> list[dict[str, object]]:
+        chosen = [k for k in unique if k in others and keep(others[k])]
+        first = _first_chapters(plan, chosen)
         return [
-            {**_segment(unique[k], rows[k], chapter_of[k]), "reason": rows[k].reason or ""}
-            for k in unique
-            if keep(rows[k])
+            {**_segment(unique[k], others[k], first[k]), "reason": others[k].reason or ""}
+            for k in chosen
         ]
 
     document: dict[str, object] = {
@@ -74,9 +80,9 @@ def gather(
         "generated_at": round(time.time(), 3),
         "manifest": {"name": manifest.name, "path": str(manifest.path)},
         "run": _run(result, span),
-        "totals": _totals(manifest, unique, rows, chapters, result),
+        "totals": _totals(manifest, unique, states, costs, chapters, result),
         "chapters": chapters,
-        "accounts": _accounts(manifest, unique, rows, result, span, starts),
+        "accounts": _accounts(manifest, unique, costs, result, span, starts),
         "failed": listed(lambda row: row.state == SegmentState.FAILED),
         "deferred": listed(_left_over),
         "warnings": list(result.stats.warnings),
@@ -84,40 +90,57 @@ def gather(
         "loudness": {"measured": False, "note": "not measured"},
         "notes": _notes(starts),
     }
-    return Gathered(document, _takes(plan, rows, store.directory), files, store.directory)
+    return Gathered(document, _takes(plan, done, store.directory), files, store.directory)
 
 
-def _takes(plan: Plan, rows: Mapping[str, SegmentRow], state_dir: Path) -> list[Take]:
+def _first_chapters(plan: Plan, keys: Collection[str]) -> dict[str, str]:
+    """The first chapter that speaks each of `keys`."""
+    first: dict[str, str] = {}
+    if keys:
+        wanted = set(keys)
+        for chapter in plan.chapters:
+            for segment in chapter.segments:
+                if segment.key in wanted:
+                    first.setdefault(segment.key, chapter.id)
+    return first
+
+
+def _takes(plan: Plan, audio: Mapping[str, SegmentAudio], state_dir: Path) -> list[Take]:
     """Finished segments for the audio checks, each once (with its first chapter)."""
-    first: dict[str, tuple[Chapter, Segment]] = {}
-    for chapter in plan.chapters:
-        for segment in chapter.segments:
-            first.setdefault(segment.key, (chapter, segment))
     takes: list[Take] = []
-    for key, (chapter, segment) in first.items():
-        row = rows[key]
-        if row.state != SegmentState.DONE or not row.path or row.duration is None:
-            continue
-        # Pace is compared among segments spoken alike: one voice of the manifest may speak
-        # several ways (`language: auto` picks English or Mandarin per chunk; a text may
-        # override `rate`), so the resolved parameters tell the manner apart.
-        manner = f"{segment.account}:{canonical_json(segment.params)}"
-        text = _preview(segment.text)
-        path = state_dir / row.path
+    seen: set[str] = set()
+    manners: dict[tuple[str, int], str] = {}
+    root = str(state_dir)
+    for chapter in plan.chapters:
         voice = chapter.text.voice
-        takes.append(
-            Take(
-                key,
-                chapter.id,
-                voice,
-                manner,
-                text,
-                row.chars,
-                row.duration,
-                path,
-                row.sha256 or "",
+        for segment in chapter.segments:
+            key = segment.key
+            found = audio.get(key)
+            if found is None or key in seen or not found.path or found.duration is None:
+                continue
+            seen.add(key)
+            # Pace is compared among segments spoken alike: one voice of the manifest may speak
+            # several ways (`language: auto` picks English or Mandarin per chunk; a text may
+            # override `rate`), so the resolved parameters tell the manner apart. Segments
+            # spoken alike share one parameters mapping (see `expand`): its JSON is made once.
+            shared = (segment.account, id(segment.params))
+            manner = manners.get(shared)
+            if manner is None:
+                manner = f"{segment.account}:{canonical_json(segment.params)}"
+                manners[shared] = manner
+            takes.append(
+                Take(
+                    key,
+                    chapter.id,
+                    voice,
+                    manner,
+                    _preview(segment.text),
+                    segment.chars,
+                    found.duration,
+                    f"{root}/{found.path}",
+                    found.sha256 or "",
+                )
             )
-        )
     return takes
 
 
@@ -145,13 +168,13 @@ def _run(result: RunResult, span: RunSpan) -> dict[str, object]:
 
 
 def _chapters(
-    manifest: Manifest, plan: Plan, rows: Mapping[str, SegmentRow], store: Store
+    manifest: Manifest, plan: Plan, finished: Collection[str], store: Store
 ) -> tuple[list[dict[str, object]], dict[str, Path]]:
     entries: list[dict[str, object]] = []
     files: dict[str, Path] = {}
     for chapter in plan.chapters:
-        mine = [rows[s.key] for s in chapter.segments]
-        done = sum(1 for r in mine if r.state == SegmentState.DONE)
+        mine = chapter.segments
+        done = sum(1 for s in mine if s.key in finished)
         saved = store.chapter(str(manifest.path), chapter.id)
         complete = saved is not None and done == len(mine) and Path(saved.path).is_file()
         href = None
@@ -181,11 +204,11 @@ def _chapters(
 def _totals(
     manifest: Manifest,
     unique: Mapping[str, Segment],
-    rows: Mapping[str, SegmentRow],
+    states: Counter[SegmentState],
+    costs: Mapping[str, float],
     chapters: list[dict[str, object]],
     result: RunResult,
 ) -> dict[str, object]:
-    states = Counter(row.state for row in rows.values())
     durations = [c["duration"] for c in chapters if isinstance(c["duration"], float)]
     stats = result.stats.accounts.values()
     # Costs add up per unit only: credits and yuan do not sum.
@@ -194,8 +217,8 @@ def _totals(
     for name, account_stats in result.stats.accounts.items():
         cost_run[units.get(name, "")] += account_stats.cost
     cost_total: defaultdict[str, float] = defaultdict(float)
-    for row in rows.values():
-        cost_total[units.get(row.account, "")] += row.cost or 0.0
+    for name, cost in costs.items():
+        cost_total[units.get(name, "")] += cost
     return {
         "segments": len(unique),
         "done": states[SegmentState.DONE],
@@ -219,7 +242,7 @@ def _totals(
 def _accounts(
     manifest: Manifest,
     unique: Mapping[str, Segment],
-    rows: Mapping[str, SegmentRow],
+    costs: Mapping[str, float],
     result: RunResult,
     span: RunSpan,
     starts: Starts,
@@ -231,7 +254,6 @@ def _accounts(
         if account is None:  # counters of an account this manifest no longer names
             continue
         stats = result.stats.accounts.get(name, AccountStats())
-        costs = [r.cost for r in rows.values() if r.account == name and r.cost is not None]
         entries.append(
             {
                 "name": name,
@@ -240,7 +262,7 @@ def _accounts(
                 "limits": _limits(account),
                 "cost_unit": _unit(account),
                 **stats.as_dict(),
-                "cost_total": round(sum(costs, 0.0), 6),  #: every finished segment, across runs
+                "cost_total": round(costs.get(name, 0.0), 6),  #: every segment, across runs
                 "timeline": timeline(
                     starts.by_account.get(name, []),
                     account.limits,

@@ -104,12 +104,15 @@ def _known_levels(state_dir: Path | None) -> dict[str, float | None]:
     if state_dir is None:
         return {}
     try:
-        document = json.loads(_levels_path(state_dir).read_text(encoding="utf-8"))
-        return {
-            str(k): None if v is None else float(v) for k, v in dict(document["levels"]).items()
-        }
+        levels = json.loads(_levels_path(state_dir).read_bytes())["levels"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
+    # used as loaded when well formed (a book's 100,000 entries are not copied)
+    if not isinstance(levels, dict) or not all(
+        v is None or type(v) is float for v in levels.values()
+    ):
+        return {}
+    return levels
 
 
 def _save_levels(state_dir: Path, known: Mapping[str, float | None]) -> None:
