@@ -14,10 +14,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from runner.chunk_memory import ChunkMemory, cut
 from runner.manifest.model import Manifest, Text
 from runner.manifest.params import FileRef, ParamValue
 from runner.providers.local import resolve_params as resolve_local
-from runner.text import CHUNKER_VERSION, chunk_text
+from runner.text import CHUNKER_VERSION
 
 __all__ = ["Chapter", "Plan", "Segment", "canonical_json", "expand"]
 
@@ -152,7 +153,9 @@ def _min_chars(max_chars: int) -> int:
     return max(0, min(40, max_chars // 8))
 
 
-def expand(manifest: Manifest) -> Plan:
+def expand(manifest: Manifest, memory: ChunkMemory | None = None) -> Plan:
+    """The manifest's chapters of segments; `memory` remembers texts already cut."""
+    split = cut if memory is None else memory.pairs
     chapters: list[Chapter] = []
     shared = _SharedParams()
     prefixes: dict[tuple[str, str, str], str] = {}
@@ -162,14 +165,14 @@ def expand(manifest: Manifest) -> Plan:
         max_chars = account.limits.max_chars or 1000
         segments: list[Segment] = []
         paragraphs: list[int] = []
-        for chunk in chunk_text(text.body, max_chars, _min_chars(max_chars)):
-            params, params_json = shared(resolve_params(voice.kind, text.params, chunk.text))
+        for chunk, paragraph in split(text.body, max_chars, _min_chars(max_chars)):
+            params, params_json = shared(resolve_params(voice.kind, text.params, chunk))
             fmt = str(params.get("format", DEFAULT_FORMAT[voice.kind]))
             found = (voice.kind, params_json, fmt)
             prefix = prefixes.get(found) or prefixes.setdefault(found, _key_prefix(*found))
-            key = _keyed(prefix, chunk.text)
-            segments.append(Segment(key, account.name, voice.kind, chunk.text, params, fmt))
-            paragraphs.append(chunk.paragraph)
+            key = _keyed(prefix, chunk)
+            segments.append(Segment(key, account.name, voice.kind, chunk, params, fmt))
+            paragraphs.append(paragraph)
         chapters.append(Chapter(text, tuple(segments), tuple(paragraphs)))
     return Plan(manifest, tuple(chapters))
 

@@ -18,6 +18,7 @@ import anyio
 import anyio.to_thread
 
 from runner.cache import Cache
+from runner.chunk_memory import ChunkMemory
 from runner.errors import RunnerError, UsageError, runner_error_in
 from runner.events import Events
 from runner.lock import RunLock
@@ -96,7 +97,9 @@ async def run_manifest(
         run_id = store.start_run(f"run {manifest.path}")
         journal = StoreSink(store, run_id)
         events.sinks.append(journal)
-        plan = expand(manifest)
+        memory = ChunkMemory(directory, manifest.path)
+        plan = expand(manifest, memory)
+        memory.save()
         try:
             result = await _run_locked(
                 manifest, plan, options, events, store, directory, started, run_id, shared
