@@ -15,6 +15,7 @@ from runner.plan import Segment
 from runner.providers.base import Audio, Request
 from runner.stats import RunStats
 from runner.store import Store
+from runner.write_ahead import WriteAhead
 
 __all__ = ["BREAKER", "Outcomes"]
 
@@ -36,6 +37,7 @@ class Outcomes:
         unanswered: frozenset[str] = frozenset(),
     ) -> None:
         self.store, self.cache, self.events, self.stats = store, cache, events, stats
+        self.write_ahead = WriteAhead(store)
         self.stopped: dict[str, str] = {}  #: account → why it was stopped
         self._failing: dict[str, int] = {}
         self.max_cost = max_cost  #: per account, in its price unit, for this run
@@ -79,14 +81,14 @@ class Outcomes:
         """The adapter's view of a segment; its `on_send` writes ahead that it is being sent."""
         request_id = f"{segment.key[:24]}-{int(time.time() * 1000):x}"
 
-        def on_send() -> None:
+        async def on_send() -> None:
             if segment.key in self._unanswered:
                 # An earlier run sent it and its answer never arrived: it may have been paid
                 # for, and is asked again now. Said when it really happens, once.
                 self._unanswered.discard(segment.key)
                 self.stats.account(segment.account).re_requests += 1
                 self.events.emit("re_request", key=segment.key, account=segment.account)
-            self.store.begin_submit(segment.key, request_id, durable)
+            await self.write_ahead.begin(segment.key, request_id, durable)
             self.events.emit("request", key=segment.key, account=segment.account)
 
         return Request(segment.key, segment.text, segment.params, request_id, on_send)

@@ -174,6 +174,7 @@ async def _run_locked(
         store.retry_failed(unique)
     left = await work_left(store, cache, unique, stats)
     todo, done = left.todo, left.done
+    del left  # its work list is let go after scheduling (a first run's is a whole book of rows)
     warn_expiring(todo, stats, events)
     if options.collect_only:  # only what was already submitted: nothing new is paid for
         todo = [(s, row) for s, row in todo if row.state in TASK_STATES]
@@ -193,7 +194,9 @@ async def _run_locked(
     )
     await _schedule(manifest, todo, options, events, store, cache, stats, shared, run_id)
     result = RunResult(exit_code=0, stats=stats, stopped=shared.stop.reason)
-    done.update(store.audio(segment.key for segment, _ in todo))  # those done by this run
+    worked = [segment.key for segment, _ in todo]
+    del todo
+    done.update(store.audio(worked))  # those done by this run
     result.done = done
     await write_outputs(manifest, plan, store, directory, events, result)
     states = store.state_counts(k for k in unique if k not in done)

@@ -14,7 +14,7 @@ TASK:  submit(request) ─▶ Submission(task_id) ─▶ poll(task_id) ─▶ Ta
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +43,10 @@ class Mode(enum.StrEnum):
     TASK = "task"  #: submit, poll, download
 
 
+async def _nothing() -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class Request:
     """One segment's synthesis, as the adapter needs it."""
@@ -51,9 +55,9 @@ class Request:
     text: str
     params: Mapping[str, ParamValue]  #: the voice parameters, resolved for this chunk
     request_id: str  #: identity of this segment's request, for reconciliation
-    #: Called right before the paid request leaves (after its limiter slot is granted), so the
-    #: scheduler can record it durably first (write-ahead).
-    on_send: Callable[[], None] = field(default=lambda: None, compare=False, repr=False)
+    #: Awaited right before the paid request leaves (after its limiter slot is granted), so
+    #: the scheduler can record it durably first (write-ahead).
+    on_send: Callable[[], Awaitable[None]] = field(default=_nothing, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

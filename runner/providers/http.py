@@ -104,7 +104,7 @@ class Http:
         method: str,
         url: str,
         *,
-        on_send: Callable[[], None] | None = None,
+        on_send: Callable[[], Awaitable[None]] | None = None,
         priority: Priority = WORK,
         **kwargs: Any,
     ) -> Reply:
@@ -113,7 +113,7 @@ class Http:
         account = self.context.account.name
         async with self.context.slot(priority) as slot:
             if on_send is not None:
-                on_send()
+                await on_send()
             self.context.stats.requests += 1
             try:
                 async with self._client().request(

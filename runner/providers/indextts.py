@@ -148,8 +148,8 @@ class IndexTTSProvider(Provider):
         task, so before sending it again we look for that task in the account's task list."""
         sent: list[float] = []
 
-        def on_send() -> None:
-            request.on_send()
+        async def on_send() -> None:
+            await request.on_send()
             sent.append(time.time())
 
         async def create() -> Submission:

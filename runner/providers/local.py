@@ -59,7 +59,7 @@ class LocalProvider(Provider):
         assert isinstance(rate, int)
         assert isinstance(pitch, int)
         async with self.context.slot():
-            request.on_send()
+            await request.on_send()
             self.context.stats.requests += 1
             try:
                 speech = await anyio.to_thread.run_sync(

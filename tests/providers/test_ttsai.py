@@ -135,10 +135,11 @@ async def test_the_write_ahead_hook_runs_inside_a_limiter_slot_before_each_attem
     context = make_context("ttsai", sandbox.urls["ttsai"])
     seen: list[tuple[int, int]] = []
     params = {"clone": {"reference_audio": file_ref(tmp_path / "me.wav", make_wav(10.0))}}
-    hooked = replace(
-        request(**(params if clone else BELLA)),
-        on_send=lambda: seen.append((context.limiter.in_flight, len(sandbox.ledger))),
-    )
+
+    async def on_send() -> None:
+        seen.append((context.limiter.in_flight, len(sandbox.ledger)))
+
+    hooked = replace(request(**(params if clone else BELLA)), on_send=on_send)
     async with TTSAIProvider(context) as tts:
         await tts.synthesize(hooked)
         await tts.list_voices()  # not a paid request: no hook

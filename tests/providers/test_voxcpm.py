@@ -150,9 +150,11 @@ async def test_the_write_ahead_hook_runs_inside_a_limiter_slot_before_each_attem
         box.faults["voxcpm"].enqueue("http_500")
         context = make_context("voxcpm", box.urls["voxcpm"])
         seen: list[tuple[int, int]] = []
-        hooked = replace(
-            request(), on_send=lambda: seen.append((context.limiter.in_flight, len(box.ledger)))
-        )
+
+        async def on_send() -> None:
+            seen.append((context.limiter.in_flight, len(box.ledger)))
+
+        hooked = replace(request(), on_send=on_send)
         async with VoxCPMProvider(context) as provider:
             await provider.synthesize(hooked)
     assert seen == [(1, 0), (1, 1)]  # each time: a slot held, and before the request arrived
