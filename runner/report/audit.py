@@ -60,8 +60,13 @@ class Take:
     text: str
     chars: int
     duration: float
-    path: str  #: the cached audio (a string: a report of 100,000 takes holds them all)
+    path: str  #: the cached audio, under `root` (the row's own string: 100,000 are held)
     sha256: str = ""  #: of the cached audio: its level is remembered under it
+    root: str = ""  #: the directory `path` is relative to ("": it is not)
+
+    @property
+    def file(self) -> str:
+        return os.path.join(self.root, self.path)
 
 
 def rms_dbfs(samples: Samples) -> float:
@@ -128,9 +133,9 @@ def _medians(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
 
 def _remembered_level(take: Take, known: MutableMapping[str, float | None] | None) -> float | None:
     if known is None or not take.sha256:
-        return _level(take.path)
+        return _level(take.file)
     try:
-        found = os.stat(take.path)
+        found = os.stat(take.file)
     except OSError:
         return None  # missing: reported as such
     # the file's size and time too: a file changed behind the state's back is measured again
@@ -138,7 +143,7 @@ def _remembered_level(take: Take, known: MutableMapping[str, float | None] | Non
     if key in known:
         remembered = known[key]
         return -math.inf if remembered is None else remembered
-    level = _level(take.path)
+    level = _level(take.file)
     if level is not None:  # an unreadable file is looked at again next time
         known[key] = level if math.isfinite(level) else None
     return level

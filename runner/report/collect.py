@@ -137,8 +137,9 @@ def _takes(plan: Plan, audio: Mapping[str, SegmentAudio], state_dir: Path) -> li
                     _preview(segment.text),
                     segment.chars,
                     found.duration,
-                    f"{root}/{found.path}",
+                    found.path,
                     found.sha256 or "",
+                    root,
                 )
             )
     return takes
