@@ -7,12 +7,13 @@ import argparse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from runner.errors import UsageError
 from runner.providers.base import Provider, VoiceModel
-from runner.providers.indextts import IndexTTSProvider
-from runner.providers.indextts_assets import IndexAssets
+
+if TYPE_CHECKING:
+    from runner.providers.indextts_assets import IndexAssets
 
 __all__ = ["ACTIONS", "Action", "voice_line"]
 
@@ -109,6 +110,9 @@ async def _voices_delete(provider: Provider, args: argparse.Namespace) -> Result
 
 
 def _assets(provider: Provider) -> IndexAssets:
+    # imported here: the adapters (and aiohttp) load only when an account command runs
+    from runner.providers.indextts import IndexTTSProvider
+
     if not isinstance(provider, IndexTTSProvider):  # choose_account admits only IndexTTS
         raise UsageError(f"{provider.account} has no emotion references")
     return provider.assets
