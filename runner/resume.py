@@ -84,18 +84,15 @@ async def work_left(
 
 def _not_in_place(directory: Path, done: Mapping[str, SegmentAudio]) -> list[str]:
     """The done segments whose audio file is not where the state says (blocking). Each folder
-    is listed once (the cache has 256): a look per file costs several times more."""
-    listed: dict[str, set[str]] = {}
-    missing: list[str] = []
-    for key, audio in done.items():
-        if not audio.path:
-            missing.append(key)
-            continue
-        folder, _, name = audio.path.rpartition("/")
-        files = listed.get(folder)
-        if files is None:
-            files = listed[folder] = _files_in(directory / folder)
-        if name not in files:
+    is listed once (the cache has 256), in path order so that one listing is held at a time:
+    a look per file costs several times more."""
+    missing = [key for key, audio in done.items() if not audio.path]
+    folder, files = "", set[str]()
+    for path, key in sorted((a.path, k) for k, a in done.items() if a.path):
+        here = os.path.dirname(path)
+        if here != folder:
+            folder, files = here, _files_in(directory / here)
+        if os.path.basename(path) not in files:
             missing.append(key)
     return missing
 

@@ -97,9 +97,7 @@ async def run_manifest(
         run_id = store.start_run(f"run {manifest.path}")
         journal = StoreSink(store, run_id)
         events.sinks.append(journal)
-        memory = ChunkMemory(directory, manifest.path)
-        plan = expand(manifest, memory)
-        memory.save()
+        plan = _expand(manifest, directory)
         try:
             result = await _run_locked(
                 manifest, plan, options, events, store, directory, started, run_id, shared
@@ -123,6 +121,14 @@ async def run_manifest(
         finally:
             result.done = {}
         return result
+
+
+def _expand(manifest: Manifest, directory: Path) -> Plan:
+    """The plan, with the state directory's memory of texts already cut (let go after)."""
+    memory = ChunkMemory(directory, manifest.path)
+    plan = expand(manifest, memory)
+    memory.save()
+    return plan
 
 
 async def run_manifests(

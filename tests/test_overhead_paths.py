@@ -15,7 +15,8 @@ from runner.loudness import LoudnessMeter, integrated_loudness
 from runner.manifest import load_manifest
 from runner.manifest.params import FileRef, ParamValue
 from runner.plan import KEY_VERSION, canonical_json, expand, segment_key
-from runner.report.audit import Take, suspicious
+from runner.report.audit import Take, level_key, suspicious
+from runner.report.write import _known_levels, _save_levels
 from runner.text import CHUNKER_VERSION
 
 
@@ -108,11 +109,15 @@ def test_audit_remembers_levels_but_still_sees_missing_files(tmp_path: Path) -> 
         Take("a", "c1", "v", "m", "text a", 10, 1.0, str(loud), "sha-a"),
         Take("b", "c1", "v", "m", "text b", 10, 1.0, str(quiet), "sha-b"),
     ]
-    known: dict[str, float | None] = {}
+    known: dict[int, float | None] = {}
     first = suspicious(takes, known)
-    assert sorted(k.split(":")[0] for k in known) == ["sha-a", "sha-b"]
+    keys = {
+        name: level_key(sha, path.stat().st_size, path.stat().st_mtime_ns)
+        for name, sha, path in (("a", "sha-a", loud), ("b", "sha-b", quiet))
+    }
+    assert sorted(known) == sorted(keys.values())
     assert [f["key"] for f in first] == ["b"]  # near-silent
-    (key_a,) = (k for k in known if k.startswith("sha-a:"))
+    key_a = keys["a"]
     known[key_a] = -80.0  # remembered levels are used without decoding the file again
     assert {f["key"] for f in suspicious(takes, known)} == {"a", "b"}
     _wav(loud, 0.3 * rng.standard_normal(16000))  # rewritten: measured again
@@ -122,6 +127,21 @@ def test_audit_remembers_levels_but_still_sees_missing_files(tmp_path: Path) -> 
     problems = gone[0]["problems"]
     assert isinstance(problems, list)
     assert "its cached audio is missing or unreadable" in problems
+
+
+def test_levels_remembered_in_the_previous_format_are_kept(tmp_path: Path) -> None:
+    loud = _wav(tmp_path / "a.wav", 0.3 * np.random.default_rng(3).standard_normal(16000))
+    found = loud.stat()
+    old = {"version": 1, "levels": {f"sha-a:{found.st_size}:{found.st_mtime_ns}": -80.0}}
+    (tmp_path / "state" / "levels").mkdir(parents=True)
+    (tmp_path / "state" / "levels" / "segment-levels.json").write_text(json.dumps(old))
+    known = _known_levels(tmp_path / "state")
+    assert known == {level_key("sha-a", found.st_size, found.st_mtime_ns): -80.0}
+    take = Take("a", "c1", "v", "m", "text a", 10, 1.0, str(loud), "sha-a")
+    assert [f["key"] for f in suspicious([take], known)] == ["a"]  # -80 dBFS: not decoded
+    _save_levels(tmp_path / "state", known)  # and kept in the new format from then on
+    (tmp_path / "state" / "levels" / "segment-levels.json").unlink()
+    assert _known_levels(tmp_path / "state") == known
 
 
 def test_forking_engine_speaks_alike_whatever_came_before() -> None:

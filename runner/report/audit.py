@@ -16,6 +16,7 @@ Blocking (reads every cached segment and decodes every chapter): call from a wor
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import os
@@ -40,6 +41,7 @@ __all__ = [
     "SLOW",
     "Take",
     "chapter_loudness",
+    "level_key",
     "rms_dbfs",
     "suspicious",
 ]
@@ -78,7 +80,7 @@ def rms_dbfs(samples: Samples) -> float:
 
 
 def suspicious(
-    takes: Sequence[Take], known: MutableMapping[str, float | None] | None = None
+    takes: Sequence[Take], known: MutableMapping[int, float | None] | None = None
 ) -> list[dict[str, object]]:
     """Takes whose pace or level is off. `known` maps cached files (digest, size, time) to
     levels measured before (None: silent) and learns the new ones: a run that adds ten
@@ -131,7 +133,14 @@ def _medians(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
     return {manner: statistics.median(found) for manner, found in values.items()}
 
 
-def _remembered_level(take: Take, known: MutableMapping[str, float | None] | None) -> float | None:
+def level_key(sha256: str, size: int, mtime_ns: int) -> int:
+    """Where the level of a cached file is remembered: its digest, size and time, hashed to 64
+    bits (a book's 100,000 keys are held as small ints, not 90-character strings)."""
+    text = f"{sha256}:{size}:{mtime_ns}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+
+
+def _remembered_level(take: Take, known: MutableMapping[int, float | None] | None) -> float | None:
     if known is None or not take.sha256:
         return _level(take.file)
     try:
@@ -139,7 +148,7 @@ def _remembered_level(take: Take, known: MutableMapping[str, float | None] | Non
     except OSError:
         return None  # missing: reported as such
     # the file's size and time too: a file changed behind the state's back is measured again
-    key = f"{take.sha256}:{found.st_size}:{found.st_mtime_ns}"
+    key = level_key(take.sha256, found.st_size, found.st_mtime_ns)
     if key in known:
         remembered = known[key]
         return -math.inf if remembered is None else remembered

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import anyio.to_thread
+import msgpack
 
 from runner.events import Redactor
 from runner.fsutil import atomic_write
 from runner.manifest.model import Manifest
 from runner.plan import Plan
-from runner.report.audit import chapter_loudness, suspicious
+from runner.report.audit import chapter_loudness, level_key, suspicious
 from runner.report.collect import Gathered, gather, redactor_for
 from runner.report.html import render
 from runner.store import Store
@@ -26,7 +27,8 @@ __all__ = ["HTML_NAME", "JSON_NAME", "ReportFiles", "write_report"]
 
 JSON_NAME: Final = "report.json"
 HTML_NAME: Final = "report.html"
-LEVELS_NAME: Final = "segment-levels.json"  #: in the state directory's `levels/`
+LEVELS_NAME: Final = "segment-levels.msgpack"  #: in the state directory's `levels/`
+_LEVELS_VERSION: Final = 2
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ async def write_report(
     in a worker thread.
     """
     gathered = gather(manifest, store, result, run_id, plan)
+    result.done = {}  # the report was the last to read it: let it go before the audio checks
     redactor = redactor_for(manifest, environ)
     return await anyio.to_thread.run_sync(_finish, manifest, gathered, redactor)
 
@@ -65,7 +68,8 @@ def _finish(manifest: Manifest, gathered: Gathered, redactor: Redactor) -> Repor
     known = _known_levels(gathered.state_dir)
     learned = len(known)
     document["suspicious"] = suspicious(gathered.takes, known)
-    if gathered.state_dir is not None and len(known) != learned:
+    stale = len(known) != learned or not _levels_path(gathered.state_dir or directory).exists()
+    if gathered.state_dir is not None and stale:
         _save_levels(gathered.state_dir, known)
     _measure_loudness(document, gathered, _known_loudness(files.json))
     clean = redactor.value(document)
@@ -98,27 +102,48 @@ def _levels_path(state_dir: Path) -> Path:
     return state_dir / "levels" / LEVELS_NAME
 
 
-def _known_levels(state_dir: Path | None) -> dict[str, float | None]:
-    """Levels (dBFS; None: silent) of cached segments measured by earlier reports, by the
-    digest of their audio."""
+def _known_levels(state_dir: Path | None) -> dict[int, float | None]:
+    """Levels (dBFS; None: silent) of cached segments measured by earlier reports, by
+    `audit.level_key` of their file."""
     if state_dir is None:
         return {}
+    if not _levels_path(state_dir).exists():
+        return _levels_of_version_1(state_dir)
     try:
-        levels = json.loads(_levels_path(state_dir).read_bytes())["levels"]
-    except (OSError, ValueError, KeyError, TypeError):
+        document = msgpack.unpackb(
+            _levels_path(state_dir).read_bytes(), raw=False, strict_map_key=False
+        )
+        levels = document["levels"] if document["version"] == _LEVELS_VERSION else None
+    except (OSError, ValueError, KeyError, TypeError, msgpack.UnpackException):
         return {}
     # used as loaded when well formed (a book's 100,000 entries are not copied)
     if not isinstance(levels, dict) or not all(
-        v is None or type(v) is float for v in levels.values()
+        type(k) is int and (v is None or type(v) is float) for k, v in levels.items()
     ):
         return {}
     return levels
 
 
-def _save_levels(state_dir: Path, known: Mapping[str, float | None]) -> None:
-    text = json.dumps({"version": 1, "levels": known}, separators=(",", ":"))
+def _levels_of_version_1(state_dir: Path) -> dict[int, float | None]:
+    """The memory as the previous format kept it (JSON, by "digest:size:mtime_ns"), so that
+    an upgrade does not decode every segment of a long book once more."""
     try:
-        atomic_write(_levels_path(state_dir), text.encode())
+        old = json.loads((state_dir / "levels" / "segment-levels.json").read_bytes())["levels"]
+        levels: dict[int, float | None] = {}
+        for name, level in old.items():
+            sha256, size, mtime_ns = str(name).rsplit(":", 2)
+            if level is not None and type(level) is not float:
+                return {}
+            levels[level_key(sha256, int(size), int(mtime_ns))] = level
+        return levels
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _save_levels(state_dir: Path, known: Mapping[int, float | None]) -> None:
+    data = msgpack.packb({"version": _LEVELS_VERSION, "levels": known})
+    try:
+        atomic_write(_levels_path(state_dir), data)
     except OSError:
         pass  # only a cache: the next report measures again
 
