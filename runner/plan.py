@@ -144,9 +144,15 @@ class _SharedParams:
 
 def resolve_params(kind: str, params: Mapping[str, ParamValue], text: str) -> dict[str, ParamValue]:
     """The parameters as they affect this chunk's audio."""
-    if kind == "local":
+    if _per_chunk(kind):
         return resolve_local(params, text)
     return dict(params)
+
+
+def _per_chunk(kind: str) -> bool:
+    """Whether a chunk's text changes its parameters (the embedded engine picks a voice per
+    language); for the others a text's parameters are resolved once."""
+    return kind == "local"
 
 
 def _min_chars(max_chars: int) -> int:
@@ -165,8 +171,11 @@ def expand(manifest: Manifest, memory: ChunkMemory | None = None) -> Plan:
         max_chars = account.limits.max_chars or 1000
         segments: list[Segment] = []
         paragraphs: list[int] = []
+        once = (
+            None if _per_chunk(voice.kind) else shared(resolve_params(voice.kind, text.params, ""))
+        )
         for chunk, paragraph in split(text.body, max_chars, _min_chars(max_chars)):
-            params, params_json = shared(resolve_params(voice.kind, text.params, chunk))
+            params, params_json = once or shared(resolve_params(voice.kind, text.params, chunk))
             fmt = str(params.get("format", DEFAULT_FORMAT[voice.kind]))
             found = (voice.kind, params_json, fmt)
             prefix = prefixes.get(found) or prefixes.setdefault(found, _key_prefix(*found))

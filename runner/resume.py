@@ -89,10 +89,10 @@ def _not_in_place(directory: Path, done: Mapping[str, SegmentAudio]) -> list[str
     missing = [key for key, audio in done.items() if not audio.path]
     folder, files = "", set[str]()
     for path, key in sorted((a.path, k) for k, a in done.items() if a.path):
-        here = os.path.dirname(path)
+        here, _, name = path.rpartition("/")
         if here != folder:
             folder, files = here, _files_in(directory / here)
-        if os.path.basename(path) not in files:
+        if name not in files:
             missing.append(key)
     return missing
 

@@ -78,6 +78,23 @@ def test_segments_share_one_params_mapping_and_keep_their_keys(tmp_path: Path) -
         assert s.key == _reference_key(s.kind, dict(s.params), s.text, s.format)
 
 
+def test_a_provider_voice_resolves_once_per_text_with_the_same_keys(tmp_path: Path) -> None:
+    sentences = " ".join(f"Sentence number {i} is here." for i in range(30))
+    (tmp_path / "book.yaml").write_text(
+        "providers:\n  tts: {kind: ttsai, limits: {max_chars: 60}}\n"
+        "voices:\n  n: {provider: tts, model: kokoro, voice: af_bella, speed: 1.1}\n"
+        f"defaults: {{voice: n}}\ntexts: [{{id: a, text: {sentences!r}}}, "
+        f"{{id: b, text: {sentences!r}, voice: n}}]\n"
+    )
+    plan = expand(load_manifest(tmp_path / "book.yaml"))
+    segments = [s for c in plan.chapters for s in c.segments]
+    assert len(segments) > 10
+    assert len({id(s.params) for s in segments}) == 1
+    for s in segments:
+        assert s.key == _reference_key(s.kind, dict(s.params), s.text, s.format)
+    assert dict(segments[0].params) == {"model": "kokoro", "voice": "af_bella", "speed": 1.1}
+
+
 def test_meter_gathers_small_chunks_without_changing_figures() -> None:
     rate = 24000
     x = (0.2 * np.random.default_rng(11).standard_normal(rate * 5)).astype(np.float32)
