@@ -65,8 +65,7 @@ async def work_left(
     rows = store.rows(rest)
     new = [unique[k] for k in rest if k not in rows]
     if new:
-        store.add_segments(new)
-        rows.update(store.rows(s.key for s in new))
+        rows.update(store.add_pending(new))
     candidates = [(unique[k], rows[k]) for k in rest if rows[k].state != SegmentState.FAILED]
     found = await anyio.to_thread.run_sync(_look, cache, candidates)
     todo: list[tuple[Segment, SegmentRow]] = []

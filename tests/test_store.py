@@ -52,6 +52,16 @@ def test_segments_walk_the_state_machine(tmp_path: Path) -> None:
         assert store.counts()[SegmentState.PENDING] == 2
 
 
+def test_pending_rows_as_written_are_the_rows_read_back(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        store.add_segments([_segment(2)])
+        fresh = store.add_pending([_segment(i) for i in range(5)])  # 2 was known already
+        assert fresh == store.rows(_segment(i).key for i in range(5))
+        written = store.add_pending([_segment(i) for i in range(5, 9)])
+        assert written == store.rows(_segment(i).key for i in range(5, 9))
+        assert {r.state for r in written.values()} == {SegmentState.PENDING}
+
+
 def test_rows_reads_any_number_of_keys(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store:
         store.add_segments(_segment(i) for i in range(1234))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from runner.plan import Segment
@@ -14,6 +14,20 @@ from runner.store.rows import ChapterRow, SegmentAudio, SegmentRow, SegmentState
 __all__ = ["SegmentTable"]
 
 _COLUMNS = ", ".join(f.name for f in SegmentRow.__dataclass_fields__.values())
+#: The columns of a segment that has never been sent: all NULL.
+_UNSET_WHEN_PENDING = (
+    "request_id",
+    "task_id",
+    "submitted_at",
+    "url",
+    "url_expires_at",
+    "path",
+    "sha256",
+    "duration",
+    "sample_rate",
+    "cost",
+    "reason",
+)
 #: Reads of more keys than this, and of half the table or more, scan it (see `_of_keys`).
 _SCAN_ABOVE = 2000
 
@@ -27,9 +41,9 @@ def _row(values: tuple[object, ...]) -> SegmentRow:
 class SegmentTable(Database):
     # -- segments -------------------------------------------------------------------------------
 
-    def add_segments(self, segments: Iterable[Segment]) -> int:
+    def add_segments(self, segments: Iterable[Segment], now: float | None = None) -> int:
         """Record segments not seen before as pending. Returns how many were new."""
-        now = time.time()
+        now = time.time() if now is None else now
         with self._transaction() as db:
             before = db.total_changes
             db.executemany(
@@ -38,6 +52,29 @@ class SegmentTable(Database):
                 ((s.key, s.account, s.kind, s.chars, s.text, s.format, now) for s in segments),
             )
             return db.total_changes - before
+
+    def add_pending(self, segments: Sequence[Segment]) -> dict[str, SegmentRow]:
+        """Record segments the state has never seen as pending; their rows, by key, as written
+        (not read back: a first run of a book records 100,000, sharing the plan's strings)."""
+        now = time.time()
+        if self.add_segments(segments, now) != len(segments):  # some were known after all
+            return self.rows(s.key for s in segments)
+        unset = dict.fromkeys(_UNSET_WHEN_PENDING)
+        return {
+            s.key: SegmentRow(
+                key=s.key,
+                account=s.account,
+                kind=s.kind,
+                state=SegmentState.PENDING,
+                chars=s.chars,
+                text=s.text,
+                format=s.format,
+                attempts=0,
+                updated_at=now,
+                **unset,
+            )
+            for s in segments
+        }
 
     def get(self, key: str) -> SegmentRow | None:
         found = self._db.execute(f"SELECT {_COLUMNS} FROM segments WHERE key = ?", (key,))
