@@ -7,6 +7,7 @@ and so that a duplicate key is a problem rather than a silent overwrite.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -97,8 +98,20 @@ def _syntax_problem(file: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     return _problem_at(file, exc.problem_mark, f"YAML syntax error: {what}{hint}")
 
 
-def parse_yaml(text: str, file: str) -> tuple[Node | None, list[Problem]]:
-    """Parse one YAML document. Returns (root or None, problems)."""
+def parse_yaml(text: str, file: str, *, _pure: bool = False) -> tuple[Node | None, list[Problem]]:
+    """Parse one YAML document. Returns (root or None, problems).
+
+    libyaml composes a large manifest some thirty times faster, but PyYAML's Python loader stays
+    the reference (its messages, its marks): wherever libyaml fails or might read the text
+    otherwise, the Python loader parses it again. `_pure` skips libyaml, for comparisons.
+    """
+    if not _pure and yaml.__with_libyaml__:
+        try:
+            fast = _parse_fast(text, file)
+        except Exception:  # whatever went wrong, the Python loader reports it as it always has
+            fast = None
+        if fast is not None:
+            return fast
     loader = yaml.SafeLoader(text)
     try:
         try:
@@ -115,7 +128,106 @@ def parse_yaml(text: str, file: str) -> tuple[Node | None, list[Problem]]:
         loader.dispose()
 
 
-def _convert(loader: yaml.SafeLoader, node: yaml.Node, file: str, problems: list[Problem]) -> Node:
+def _parse_fast(text: str, file: str) -> tuple[Node, list[Problem]] | None:
+    """libyaml's parse, or None where it might differ from the Python loader's."""
+    if text.startswith("\ufeff"):
+        text = text[1:]  # libyaml's indexes skip a leading one; no line or column counts it
+    if "\ufeff" in text:
+        return None  # the Python reader gives a byte-order mark no column, libyaml gives it one
+    if _has_directive(text):
+        return None  # libyaml takes `%YAML 1.1#`
+    loader = yaml.CSafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None or not _agrees(text, root):
+            return None
+        problems: list[Problem] = []
+        return _convert(loader, root, file, problems, strict=True), problems
+    finally:
+        loader.dispose()
+
+
+def _has_directive(text: str) -> bool:
+    at = text.find("%")
+    while at >= 0:
+        if at == 0 or text[at - 1] in "\r\n\x85\u2028\u2029":
+            return True
+        at = text.find("%", at + 1)
+    return False
+
+
+#: The start of a block scalar's header that both scanners read alike (libyaml also takes `|#`).
+_BLOCK_HEADER: Final = re.compile(r"[|>](?:[1-9][+-]?|[+-][1-9]?)?(?=[ \r\n\x85\u2028\u2029]|\Z)")
+
+
+def _agrees(text: str, root: yaml.Node) -> bool:
+    """Whether the Python loader surely composes this same tree, with the same marks.
+
+    Where the two are known to part, libyaml takes a tab wherever it takes a space (PyYAML only
+    inside quoted and block scalars), a `?` inside a plain scalar of a flow collection, tags that
+    PyYAML rejects, and a `#` right after a block scalar's `|`; it places some empty values at the
+    next token (or past the end) rather than after the `:`, and reads an empty value tagged `!`
+    as "" rather than null.
+    """
+    literal: list[tuple[int, int]] = []  # where a tab or a `!` is content to both scanners
+    plain: list[tuple[int, int]] = []  # where a `!` is content to both scanners
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, in_flow = stack.pop()
+        if id(node) in seen:
+            continue  # an alias
+        seen.add(id(node))
+        start, end = node.start_mark.index, node.end_mark.index
+        if isinstance(node, yaml.ScalarNode):
+            if node.value == "" and not node.style:  # an empty value, perhaps tagged `!`
+                before = text[start - 1 : start] if start < len(text) else ""
+                if start != end or in_flow or before not in (":", "-", "?"):
+                    return False
+            elif not node.style:
+                if text[start] not in "!&":  # (no tag or anchor)
+                    plain.append((start, end))
+            elif node.style in ("'", '"'):
+                if text[start] == node.style:
+                    literal.append((start + 1, end - 1))
+            elif _BLOCK_HEADER.match(text, start):
+                body = text.find("\n", start, end)  # a tab on the header line is not content
+                literal.append((body if body >= 0 else end, end))
+            else:
+                return False
+            continue
+        flow = bool(getattr(node, "flow_style", False))
+        if flow and ("?" in text[start:end] or "!" in text[start:end]):
+            return False  # (each flow collection, for an alias may bring one inside another)
+        flow = flow or in_flow
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((child, flow) for pair in node.value for child in pair)
+        else:
+            stack.extend((child, flow) for child in node.value)
+    return _covered(text, "\t", sorted(literal)) and _covered(text, "!", sorted(literal + plain))
+
+
+def _covered(text: str, char: str, spans: list[tuple[int, int]]) -> bool:
+    """Whether every `char` in the text lies inside one of the (sorted, disjoint) spans."""
+    i = 0
+    at = text.find(char)
+    while at >= 0:
+        while i < len(spans) and spans[i][1] <= at:
+            i += 1
+        if i == len(spans) or spans[i][0] > at:
+            return False
+        at = text.find(char, at + 1)
+    return True
+
+
+def _convert(
+    loader: yaml.SafeLoader | yaml.CSafeLoader,
+    node: yaml.Node,
+    file: str,
+    problems: list[Problem],
+    *,
+    strict: bool = False,
+) -> Node:
     line, column = node.start_mark.line + 1, node.start_mark.column + 1
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves `<<` merge keys
@@ -138,15 +250,18 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, file: str, problems: list
                     )
                 )
                 continue
-            mapping[key] = _convert(loader, value_node, file, problems)
+            mapping[key] = _convert(loader, value_node, file, problems, strict=strict)
             out.key_positions[key] = (key_line, key_col)
         out.value = mapping
         return out
     if isinstance(node, yaml.SequenceNode):
-        return Node([_convert(loader, item, file, problems) for item in node.value], line, column)
+        items = [_convert(loader, item, file, problems, strict=strict) for item in node.value]
+        return Node(items, line, column)
     try:
         value = loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
+        if strict:
+            raise  # libyaml's marks quote no source line, so its message would differ
         problems.append(Problem(file, line, column, f"cannot read this value: {exc}"))
         value = None
     return Node(value, line, column)
