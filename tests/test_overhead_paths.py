@@ -14,7 +14,7 @@ import pytest
 from runner.loudness import LoudnessMeter, integrated_loudness
 from runner.manifest import load_manifest
 from runner.manifest.params import FileRef, ParamValue
-from runner.plan import KEY_VERSION, canonical_json, expand, segment_key
+from runner.plan import KEY_VERSION, Segment, canonical_json, expand, segment_key
 from runner.report.audit import Take, level_key, suspicious
 from runner.report.write import _known_levels, _save_levels
 from runner.text import CHUNKER_VERSION
@@ -60,16 +60,22 @@ def test_canonical_json_is_sorted_compact_utf8_with_files_by_content() -> None:
         canonical_json({"x": object()})
 
 
+def _segments(tmp_path: Path, manifest: str) -> list[Segment]:
+    """Every segment of the plan of `manifest` (YAML), in order."""
+    (tmp_path / "book.yaml").write_text(manifest)
+    plan = expand(load_manifest(tmp_path / "book.yaml"))
+    return [s for c in plan.chapters for s in c.segments]
+
+
 def test_segments_share_one_params_mapping_and_keep_their_keys(tmp_path: Path) -> None:
     sentences = " ".join(f"Sentence number {i} is here." for i in range(50))
-    (tmp_path / "book.yaml").write_text(
+    segments = _segments(
+        tmp_path,
         "providers:\n  loc: {kind: local, limits: {max_chars: 40}}\n"
         "voices:\n  n: {provider: loc, language: auto, rate: 170}\n"
         f"defaults: {{voice: n}}\ntexts: [{{id: a, text: {sentences!r}}}, "
-        "{id: b, text: '第一句话很长很长很长。第二句话也很长很长。'}]\n"
+        "{id: b, text: '第一句话很长很长很长。第二句话也很长很长。'}]\n",
     )
-    plan = expand(load_manifest(tmp_path / "book.yaml"))
-    segments = [s for c in plan.chapters for s in c.segments]
     assert len(segments) > 10
     english = [s for s in segments if s.params["voice"] == "en-us"]
     assert len({id(s.params) for s in english}) == 1  # one dict for all alike
@@ -80,14 +86,13 @@ def test_segments_share_one_params_mapping_and_keep_their_keys(tmp_path: Path) -
 
 def test_a_provider_voice_resolves_once_per_text_with_the_same_keys(tmp_path: Path) -> None:
     sentences = " ".join(f"Sentence number {i} is here." for i in range(30))
-    (tmp_path / "book.yaml").write_text(
+    segments = _segments(
+        tmp_path,
         "providers:\n  tts: {kind: ttsai, limits: {max_chars: 60}}\n"
         "voices:\n  n: {provider: tts, model: kokoro, voice: af_bella, speed: 1.1}\n"
         f"defaults: {{voice: n}}\ntexts: [{{id: a, text: {sentences!r}}}, "
-        f"{{id: b, text: {sentences!r}, voice: n}}]\n"
+        f"{{id: b, text: {sentences!r}, voice: n}}]\n",
     )
-    plan = expand(load_manifest(tmp_path / "book.yaml"))
-    segments = [s for c in plan.chapters for s in c.segments]
     assert len(segments) > 10
     assert len({id(s.params) for s in segments}) == 1
     for s in segments:
