@@ -9,6 +9,7 @@ in full with PyAV (FFmpeg from PyPI).
 from __future__ import annotations
 
 import io
+import math
 import struct
 from dataclasses import dataclass
 from typing import Final
@@ -29,6 +30,7 @@ __all__ = [
     "pcm_to_wav",
     "probe",
     "resample",
+    "rms_dbfs",
 ]
 
 #: Speech takes between these many seconds per character (Chinese is slowest, clipped English
@@ -179,6 +181,14 @@ def resample(samples: Samples, source_rate: int, rate: int) -> Samples:
     parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
     parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+
+def rms_dbfs(samples: Samples) -> float:
+    """RMS level relative to full scale (a full-scale square wave is 0 dBFS); −inf for silence."""
+    if len(samples) == 0:
+        return -math.inf
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return 20 * math.log10(rms) if rms > 0 else -math.inf
 
 
 def check_not_noise(samples: Samples) -> None:

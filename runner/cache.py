@@ -4,20 +4,48 @@
 its text and was written atomically; so a file present under a key is that key's audio. That
 makes the cache a second witness beside the state database: a segment whose audio is already
 cached is never requested again, even when the database lost track of it.
+
+Its level (RMS) is measured as it is verified, from the samples already decoded, so that the
+report does not decode a book's worth of files once more to find the silent ones.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.audio import AudioInfo, check_not_noise, check_plausible, decode, pcm_to_wav, probe
+from runner.audio import (
+    AudioInfo,
+    check_not_noise,
+    check_plausible,
+    decode,
+    pcm_to_wav,
+    probe,
+    rms_dbfs,
+)
 from runner.errors import AudioError
 from runner.fsutil import atomic_write
 from runner.providers.base import Audio
 
-__all__ = ["Cache", "Cached"]
+__all__ = ["Cache", "Cached", "Level", "level_key"]
+
+
+def level_key(sha256: str, size: int, mtime_ns: int) -> int:
+    """Where the level of a cached file is remembered: its digest, size and time, hashed to 64
+    bits (a book's 100,000 keys are held as small ints, not 90-character strings)."""
+    text = f"{sha256}:{size}:{mtime_ns}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """The RMS of a file just cached, and where it is remembered (see `level_key`)."""
+
+    key: int
+    dbfs: float | None  #: None: digital silence
 
 
 @dataclass(frozen=True)
@@ -25,6 +53,7 @@ class Cached:
     path: Path
     sha256: str
     info: AudioInfo
+    level: Level | None = None  #: measured when it was cached (not when found again)
 
 
 class Cache:
@@ -50,10 +79,19 @@ class Cache:
             data, fmt = pcm_to_wav(data, audio.sample_rate), "wav"
         info = probe(data, fmt)
         check_plausible(info, chars)
-        check_not_noise(decode(data, fmt)[0])  # a valid header over garbage samples
+        samples = decode(data, fmt)[0]
+        check_not_noise(samples)  # a valid header over garbage samples
+        dbfs = rms_dbfs(samples)
+        del samples
         path = self.path_for(key, fmt)
         atomic_write(path, data)
-        return Cached(path, hashlib.sha256(data).hexdigest(), info)
+        sha256 = hashlib.sha256(data).hexdigest()
+        written = os.stat(path)
+        level = Level(
+            level_key(sha256, written.st_size, written.st_mtime_ns),
+            dbfs if math.isfinite(dbfs) else None,
+        )
+        return Cached(path, sha256, info, level)
 
     def find(self, key: str, fmt: str, chars: int) -> Cached | None:
         """The cached audio for `key` if present and valid (blocking)."""

@@ -23,7 +23,7 @@ from runner.errors import RunnerError, UsageError, runner_error_in
 from runner.events import Events
 from runner.lock import RunLock
 from runner.manifest.model import Manifest
-from runner.outcomes import Outcomes
+from runner.outcomes import Kept, Outcomes
 from runner.outputs import write_outputs
 from runner.plan import Plan, Segment, expand
 from runner.providers import ProviderContext, create_provider, missing_credentials
@@ -74,6 +74,8 @@ class RunResult:
     #: The audio of the plan's done segments, read once for assembly and the report (and let
     #: go once both are written: a book's 100,000 are not kept after its run).
     done: dict[str, SegmentAudio] = field(default_factory=dict, repr=False)
+    #: The levels of the audio this run cached (see `outcomes.Kept`), for the report.
+    levels: dict[int, float | None] = field(default_factory=dict, repr=False)
 
 
 def state_dir_for(manifest: Manifest, options: RunOptions) -> Path:
@@ -198,11 +200,11 @@ async def _run_locked(
         cached=stats.cached,
         recovered=stats.recovered,
     )
-    await _schedule(manifest, todo, options, events, store, cache, stats, shared, run_id)
-    result = RunResult(exit_code=0, stats=stats, stopped=shared.stop.reason)
-    worked = [segment.key for segment, _ in todo]
+    kept = await _schedule(manifest, todo, options, events, store, cache, stats, shared, run_id)
     del todo
-    done.update(store.audio(worked))  # those done by this run
+    result = RunResult(exit_code=0, stats=stats, stopped=shared.stop.reason, levels=kept.levels)
+    done.update(kept.audio)  # those done by this run
+    del kept
     result.done = done
     await write_outputs(manifest, plan, store, directory, events, result)
     states = store.state_counts(k for k in unique if k not in done)
@@ -238,8 +240,8 @@ async def _schedule(
     stats: RunStats,
     shared: Together,
     run_id: int,
-) -> None:
-    """Drive `todo` through the accounts' adapters until done or stopped."""
+) -> Kept:
+    """Drive `todo` through the accounts' adapters until done or stopped; what was done."""
     accounts = [manifest.accounts[name] for name in sorted({s.account for s, _ in todo})]
     environ: Mapping[str, str] = os.environ if options.environ is None else options.environ
     starts = _Starts(store, run_id)
@@ -298,6 +300,7 @@ async def _schedule(
                 f"{shared.pacing.history_path}; the next run may start faster than the plan "
                 "allows at first"
             )
+    return outcomes.kept
 
 
 class _Starts:

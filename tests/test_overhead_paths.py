@@ -11,11 +11,12 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
+from runner.cache import level_key
 from runner.loudness import LoudnessMeter, integrated_loudness
 from runner.manifest import load_manifest
 from runner.manifest.params import FileRef, ParamValue
 from runner.plan import KEY_VERSION, Segment, canonical_json, expand, segment_key
-from runner.report.audit import Take, level_key, suspicious
+from runner.report.audit import Take, suspicious
 from runner.report.write import _known_levels, _save_levels
 from runner.text import CHUNKER_VERSION
 

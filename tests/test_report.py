@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
+import msgpack
 import numpy as np
 import pytest
 
@@ -26,6 +27,7 @@ from runner.report import ReportFiles, write_report
 from runner.report.html import render_cost
 from runner.report.plot import clock
 from runner.report.timeline import MAX_BARS, timeline
+from runner.report.write import LEVELS_NAME
 from runner.run import RunOptions, RunResult, run_manifest, state_dir_for
 from runner.store import SegmentState, Store
 
@@ -242,6 +244,39 @@ def test_silent_and_slow_segments_are_flagged(tmp_path: Path) -> None:
     assert problem.startswith("slow: ")
     assert found[slow.key]["ratio"] > 3
     assert found[slow.key]["rms_dbfs"] > -50
+
+
+def test_levels_are_measured_when_cached_and_the_report_takes_them(tmp_path: Path) -> None:
+    from runner.audio import decode, rms_dbfs
+    from runner.cache import level_key
+
+    ran = _run(tmp_path, _plain(3))
+    with Store.open(state_dir_for(ran.manifest, RunOptions())) as store:
+        rows = store.in_state(SegmentState.DONE)
+        directory = store.directory
+    assert len(rows) == 3
+    remembered = msgpack.unpackb(
+        (directory / "levels" / LEVELS_NAME).read_bytes(), strict_map_key=False
+    )["levels"]
+    keys = []
+    for row in rows:
+        assert row.path
+        assert row.sha256
+        file = directory / row.path
+        key = level_key(row.sha256, file.stat().st_size, file.stat().st_mtime_ns)
+        samples, _ = decode(file.read_bytes(), "wav")
+        assert remembered[key] == pytest.approx(rms_dbfs(samples), abs=1e-9)
+        assert -40 < remembered[key] < 0  # speech
+        keys.append(key)
+    assert sorted(remembered) == sorted(keys)
+    assert ran.document["suspicious"] == []
+    # What a run measured as it cached is what its report goes by: were a file measured
+    # at -80 dBFS when it arrived, the report says so without decoding it once more.
+    ran.result.levels = {keys[1]: -80.0}
+    document = json.loads(_report(ran.manifest, ran.result).json.read_text())
+    (found,) = document["suspicious"]
+    assert found["key"] == rows[1].key
+    assert found["problems"] == ["near-silent: RMS -80.0 dBFS"]
 
 
 def test_costs_failures_and_no_secrets_in_a_rehearsal(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ Blocking (reads every cached segment and decodes every chapter): call from a wor
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import os
@@ -31,7 +30,8 @@ import av
 import av.error
 import numpy as np
 
-from runner.audio import Samples, decode
+from runner.audio import decode, rms_dbfs
+from runner.cache import level_key
 from runner.errors import AudioError
 from runner.loudness import LoudnessMeter
 
@@ -41,8 +41,6 @@ __all__ = [
     "SLOW",
     "Take",
     "chapter_loudness",
-    "level_key",
-    "rms_dbfs",
     "suspicious",
 ]
 
@@ -69,14 +67,6 @@ class Take:
     @property
     def file(self) -> str:
         return os.path.join(self.root, self.path)
-
-
-def rms_dbfs(samples: Samples) -> float:
-    """RMS level relative to full scale (a full-scale square wave is 0 dBFS); −inf for silence."""
-    if len(samples) == 0:
-        return -math.inf
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    return 20 * math.log10(rms) if rms > 0 else -math.inf
 
 
 def suspicious(
@@ -131,13 +121,6 @@ def _medians(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
     for manner, value in pairs:
         values[manner].append(value)
     return {manner: statistics.median(found) for manner, found in values.items()}
-
-
-def level_key(sha256: str, size: int, mtime_ns: int) -> int:
-    """Where the level of a cached file is remembered: its digest, size and time, hashed to 64
-    bits (a book's 100,000 keys are held as small ints, not 90-character strings)."""
-    text = f"{sha256}:{size}:{mtime_ns}".encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
 
 
 def _remembered_level(take: Take, known: MutableMapping[int, float | None] | None) -> float | None:

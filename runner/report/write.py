@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Final
 import anyio.to_thread
 import msgpack
 
+from runner.cache import level_key
 from runner.events import Redactor
 from runner.fsutil import atomic_write
 from runner.manifest.model import Manifest
 from runner.plan import Plan
-from runner.report.audit import chapter_loudness, level_key, suspicious
+from runner.report.audit import chapter_loudness, suspicious
 from runner.report.collect import Gathered, gather, redactor_for
 from runner.report.html import render
 from runner.store import Store
@@ -57,16 +58,24 @@ async def write_report(
     """
     gathered = gather(manifest, store, result, run_id, plan)
     result.done = {}  # the report was the last to read it: let it go before the audio checks
+    levels, result.levels = result.levels, {}
     redactor = redactor_for(manifest, environ)
-    return await anyio.to_thread.run_sync(_finish, manifest, gathered, redactor)
+    return await anyio.to_thread.run_sync(_finish, manifest, gathered, redactor, levels)
 
 
-def _finish(manifest: Manifest, gathered: Gathered, redactor: Redactor) -> ReportFiles:
+def _finish(
+    manifest: Manifest,
+    gathered: Gathered,
+    redactor: Redactor,
+    measured: Mapping[int, float | None],
+) -> ReportFiles:
+    """`measured`: levels of the audio cached by this run, by `cache.level_key`."""
     directory = manifest.output.dir
     files = ReportFiles(directory / JSON_NAME, directory / HTML_NAME)
     document = gathered.document
     known = _known_levels(gathered.state_dir)
     learned = len(known)
+    known.update(measured)
     document["suspicious"] = suspicious(gathered.takes, known)
     stale = len(known) != learned or not _levels_path(gathered.state_dir or directory).exists()
     if gathered.state_dir is not None and stale:
