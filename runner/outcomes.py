@@ -5,34 +5,23 @@ cached), failed for good, deferred to the next run, or its account stopped.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import anyio.to_thread
 
-from runner.cache import Cache
+from runner.cache import Cache, Levels
 from runner.errors import AudioError, CorruptResult
 from runner.events import Events
 from runner.plan import Segment
 from runner.providers.base import Audio, Request
 from runner.stats import RunStats
-from runner.store import SegmentAudio, Store
+from runner.store import Store
 from runner.write_ahead import WriteAhead
 
-__all__ = ["BREAKER", "Kept", "Outcomes"]
+__all__ = ["BREAKER", "Outcomes"]
 
 #: An account whose calls keep failing transiently (after the adapter's own retries) this many
 #: times in a row is stopped for this run: the service is down, not one request unlucky.
 BREAKER = 3
-
-
-@dataclass
-class Kept:
-    """What the segments done in this run left behind, as it was recorded: assembly and the
-    report read it here rather than from the state and the files once more."""
-
-    audio: dict[str, SegmentAudio] = field(default_factory=dict)  #: by segment key
-    #: their RMS (dBFS; None: silent) by `cache.level_key`, for the report's level memory
-    levels: dict[int, float | None] = field(default_factory=dict)
 
 
 class Outcomes:
@@ -49,8 +38,9 @@ class Outcomes:
     ) -> None:
         self.store, self.cache, self.events, self.stats = store, cache, events, stats
         self.write_ahead = WriteAhead(store)
-        self.kept = Kept()
-        self._rates: dict[int, int] = {}
+        #: levels of the audio this run cached: the report takes them rather than decoding
+        #: every file once more
+        self.levels = Levels()
         self.stopped: dict[str, str] = {}  #: account → why it was stopped
         self._failing: dict[str, int] = {}
         self.max_cost = max_cost  #: per account, in its price unit, for this run
@@ -114,20 +104,16 @@ class Outcomes:
             )
         except AudioError as exc:
             raise CorruptResult(f"{exc}", account=segment.account) from exc
-        path = str(cached.path.relative_to(self.store.directory))
-        info = cached.info
         self.store.mark_done(  # no await between the file and its record: not cancellable
             segment.key,
-            path=path,
+            path=str(cached.path.relative_to(self.store.directory)),
             sha256=cached.sha256,
-            duration=info.duration,
-            sample_rate=info.sample_rate,
+            duration=cached.info.duration,
+            sample_rate=cached.info.sample_rate,
             cost=audio.cost,
         )
-        rate = self._rates.setdefault(info.sample_rate, info.sample_rate)  # one int per rate
-        self.kept.audio[segment.key] = SegmentAudio(path, cached.sha256, rate, info.duration)
         if cached.level is not None:
-            self.kept.levels[cached.level.key] = cached.level.dbfs
+            self.levels.add(cached.level)
         self._failing[segment.account] = 0
         account = self.stats.account(segment.account)
         account.synthesized += 1

@@ -54,12 +54,14 @@ async def write_outputs(
     # loudness is normalised per chapter or per book, so gains are known before any is written
     gains = await anyio.to_thread.run_sync(chapter_gains, manifest, complete, directory)
     index: list[tuple[Chapter, ChapterRow | None]] = []
+    fingerprints: dict[str, str] = {}
     for chapter in plan.chapters:
         if chapter.id not in gains:
             index.append((chapter, None))
             continue
         gain = gains[chapter.id]
         fingerprint = chapter_fingerprint(manifest, chapter, audio, gain)
+        fingerprints[chapter.id] = fingerprint
         previous = store.chapter(str(manifest.path), chapter.id)
         path = output_path(manifest, chapter)
         if not await anyio.to_thread.run_sync(is_current, previous, fingerprint, path):
@@ -86,7 +88,7 @@ async def write_outputs(
     book = None
     if manifest.output.book and complete and len(complete) == len(plan.chapters):
         book, rebuilt = await anyio.to_thread.run_sync(
-            assemble_book, manifest, complete, directory, gains
+            assemble_book, manifest, complete, directory, gains, fingerprints
         )
         if rebuilt:
             events.emit("book_written", path=str(book[0]), seconds=round(book[1], 3))

@@ -5,7 +5,6 @@ it (e.g. a database moved aside after damage), so it is never requested again.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Final
 
 import anyio.to_thread
 
-from runner.cache import Cache, Cached
+from runner.cache import Cache, Cached, files_in
 from runner.events import Events
 from runner.plan import Segment
 from runner.providers import adapter_class
@@ -90,24 +89,18 @@ def _not_in_place(directory: Path, done: Mapping[str, SegmentAudio]) -> list[str
     for path, key in sorted((a.path, k) for k, a in done.items() if a.path):
         here, _, name = path.rpartition("/")
         if here != folder:
-            folder, files = here, _files_in(directory / here)
+            folder, files = here, files_in(directory / here)
         if name not in files:
             missing.append(key)
     return missing
 
 
-def _files_in(folder: Path) -> set[str]:
-    try:
-        with os.scandir(folder) as entries:
-            return {entry.name for entry in entries if entry.is_file()}
-    except OSError:
-        return set()
-
-
 def _look(cache: Cache, candidates: Sequence[tuple[Segment, SegmentRow]]) -> list[Cached | None]:
     """For each candidate: its verified audio when the cache holds it although the state does
     not say so, else None (blocking)."""
-    return [cache.find(segment.key, segment.format, segment.chars) for segment, _ in candidates]
+    return cache.find_all(
+        [(segment.key, segment.format, segment.chars) for segment, _ in candidates]
+    )
 
 
 def _recover(store: Store, row: SegmentRow, found: Cached) -> None:

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 
-from runner.cache import Cache
+from runner.cache import Cache, Levels
 from runner.chunk_memory import ChunkMemory
 from runner.errors import RunnerError, UsageError, runner_error_in
 from runner.events import Events
 from runner.lock import RunLock
 from runner.manifest.model import Manifest
-from runner.outcomes import Kept, Outcomes
+from runner.outcomes import Outcomes
 from runner.outputs import write_outputs
 from runner.plan import Plan, Segment, expand
 from runner.providers import ProviderContext, create_provider, missing_credentials
@@ -74,8 +74,8 @@ class RunResult:
     #: The audio of the plan's done segments, read once for assembly and the report (and let
     #: go once both are written: a book's 100,000 are not kept after its run).
     done: dict[str, SegmentAudio] = field(default_factory=dict, repr=False)
-    #: The levels of the audio this run cached (see `outcomes.Kept`), for the report.
-    levels: dict[int, float | None] = field(default_factory=dict, repr=False)
+    #: The levels of the audio this run cached (see `Outcomes.levels`), for the report.
+    levels: Levels = field(default_factory=Levels, repr=False)
 
 
 def state_dir_for(manifest: Manifest, options: RunOptions) -> Path:
@@ -200,11 +200,13 @@ async def _run_locked(
         cached=stats.cached,
         recovered=stats.recovered,
     )
-    kept = await _schedule(manifest, todo, options, events, store, cache, stats, shared, run_id)
+    levels = await _schedule(manifest, todo, options, events, store, cache, stats, shared, run_id)
+    result = RunResult(exit_code=0, stats=stats, stopped=shared.stop.reason, levels=levels)
+    worked = [segment.key for segment, _ in todo]
     del todo
-    result = RunResult(exit_code=0, stats=stats, stopped=shared.stop.reason, levels=kept.levels)
-    done.update(kept.audio)  # those done by this run
-    del kept
+    # those done by this run, read back once the work list is let go: a first run's 100,000
+    # fit in the memory its rows held
+    done.update(store.audio(worked))
     result.done = done
     await write_outputs(manifest, plan, store, directory, events, result)
     states = store.state_counts(k for k in unique if k not in done)
@@ -240,8 +242,9 @@ async def _schedule(
     stats: RunStats,
     shared: Together,
     run_id: int,
-) -> Kept:
-    """Drive `todo` through the accounts' adapters until done or stopped; what was done."""
+) -> Levels:
+    """Drive `todo` through the accounts' adapters until done or stopped; the levels of the
+    audio cached (see `Outcomes.levels`)."""
     accounts = [manifest.accounts[name] for name in sorted({s.account for s, _ in todo})]
     environ: Mapping[str, str] = os.environ if options.environ is None else options.environ
     starts = _Starts(store, run_id)
@@ -300,7 +303,7 @@ async def _schedule(
                 f"{shared.pacing.history_path}; the next run may start faster than the plan "
                 "allows at first"
             )
-    return outcomes.kept
+    return outcomes.levels
 
 
 class _Starts:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from runner.audio import check_not_noise, check_plausible, decode, pcm_to_wav, probe, resample
-from runner.cache import Cache
+from runner.cache import Cache, Levels, level_key
 from runner.errors import AudioError
 from runner.fsutil import atomic_file
 from runner.providers.base import Audio
@@ -104,6 +104,48 @@ def test_raw_pcm_is_cached_as_self_describing_wav(tmp_path: Path) -> None:
     cached = Cache(tmp_path).put("cd" * 32, Audio(_tone(0.5, 44100), "pcm", 44100), 5)
     assert cached.path.suffix == ".wav"
     assert cached.info.sample_rate == 44100
+
+
+def test_cache_finds_many_keys_in_their_order_with_their_levels(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    tone = _tone(1.0)
+    good = cache.put("ab" * 32, Audio(pcm_to_wav(tone, 22050), "wav"), 12)
+    pcm = cache.put("cd" * 32, Audio(tone, "pcm", 22050), 12)  # kept as wav
+    damaged = cache.put("ab" + "ef" * 31, Audio(pcm_to_wav(tone, 22050), "wav"), 12)
+    damaged.path.write_bytes(damaged.path.read_bytes()[:-1000])
+    wanted = [
+        ("cd" * 32, "pcm", 12),
+        ("ab" + "00" * 31, "wav", 12),  # in a folder that exists, not cached
+        ("ab" + "ef" * 31, "wav", 12),
+        ("ee" * 32, "wav", 12),  # in a folder that does not exist
+        ("ab" * 32, "wav", 12),
+        ("ab" * 32, "mp3", 12),  # another format is another file
+    ]
+    found = cache.find_all(wanted)
+    assert [f.sha256 if f else None for f in found] == [
+        pcm.sha256,
+        None,
+        None,
+        None,
+        good.sha256,
+        None,
+    ]
+    assert found == [cache.find(*w) for w in wanted]
+    # each file's level was measured as it was cached: a 220 Hz sine at 12000/32768
+    assert good.level is not None
+    assert good.level.dbfs == pytest.approx(20 * math.log10(12000 / 32768 / math.sqrt(2)), abs=0.01)
+    written = good.path.stat()
+    assert good.level.key == level_key(good.sha256, written.st_size, written.st_mtime_ns)
+    assert found[4] is not None
+    assert found[4].level is None
+    silent = cache.put("bb" * 32, Audio(pcm_to_wav(bytes(44100), 22050), "wav"), 12)
+    assert silent.level is not None
+    assert silent.level.dbfs is None
+    levels = Levels()  # as a run holds them for its report
+    levels.add(good.level)
+    levels.add(silent.level)
+    assert len(levels) == 2
+    assert list(levels) == [(good.level.key, good.level.dbfs), (silent.level.key, None)]
 
 
 def test_atomic_file_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:

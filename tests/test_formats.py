@@ -91,6 +91,10 @@ def test_m4b_book_has_chapter_marks_tags_and_cover(tmp_path: Path) -> None:
     # unchanged: the book is not written again
     _, again = assemble_book(book.manifest, book.chapters, book.state_dir, gains)
     assert not again
+    # nor when the caller hands over the chapters' fingerprints it already made
+    made = {c.id: chapter_fingerprint(book.manifest, c, r, gains[c.id]) for c, r in book.chapters}
+    _, again = assemble_book(book.manifest, book.chapters, book.state_dir, gains, made)
+    assert not again
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "m4b"])

@@ -248,7 +248,7 @@ def test_silent_and_slow_segments_are_flagged(tmp_path: Path) -> None:
 
 def test_levels_are_measured_when_cached_and_the_report_takes_them(tmp_path: Path) -> None:
     from runner.audio import decode, rms_dbfs
-    from runner.cache import level_key
+    from runner.cache import Level, Levels, level_key
 
     ran = _run(tmp_path, _plain(3))
     with Store.open(state_dir_for(ran.manifest, RunOptions())) as store:
@@ -272,7 +272,8 @@ def test_levels_are_measured_when_cached_and_the_report_takes_them(tmp_path: Pat
     assert ran.document["suspicious"] == []
     # What a run measured as it cached is what its report goes by: were a file measured
     # at -80 dBFS when it arrived, the report says so without decoding it once more.
-    ran.result.levels = {keys[1]: -80.0}
+    ran.result.levels = Levels()
+    ran.result.levels.add(Level(keys[1], -80.0))
     document = json.loads(_report(ran.manifest, ran.result).json.read_text())
     (found,) = document["suspicious"]
     assert found["key"] == rows[1].key

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Final
 import anyio.to_thread
 import msgpack
 
-from runner.cache import level_key
+from runner.cache import Levels, level_key
 from runner.events import Redactor
 from runner.fsutil import atomic_write
 from runner.manifest.model import Manifest
@@ -58,7 +58,7 @@ async def write_report(
     """
     gathered = gather(manifest, store, result, run_id, plan)
     result.done = {}  # the report was the last to read it: let it go before the audio checks
-    levels, result.levels = result.levels, {}
+    levels, result.levels = result.levels, Levels()
     redactor = redactor_for(manifest, environ)
     return await anyio.to_thread.run_sync(_finish, manifest, gathered, redactor, levels)
 
@@ -67,9 +67,9 @@ def _finish(
     manifest: Manifest,
     gathered: Gathered,
     redactor: Redactor,
-    measured: Mapping[int, float | None],
+    measured: Levels,
 ) -> ReportFiles:
-    """`measured`: levels of the audio cached by this run, by `cache.level_key`."""
+    """`measured`: levels of the audio cached by this run."""
     directory = manifest.output.dir
     files = ReportFiles(directory / JSON_NAME, directory / HTML_NAME)
     document = gathered.document
