@@ -82,16 +82,17 @@ async def work_left(
 
 def _not_in_place(directory: Path, done: Mapping[str, SegmentAudio]) -> list[str]:
     """The done segments whose audio file is not where the state says (blocking). Each folder
-    is listed once (the cache has 256), in path order so that one listing is held at a time:
-    a look per file costs several times more."""
+    is listed once (the cache has 256): a look per file costs several times more."""
     missing = [key for key, audio in done.items() if not audio.path]
-    folder, files = "", set[str]()
-    for path, key in sorted((a.path, k) for k, a in done.items() if a.path):
-        here, _, name = path.rpartition("/")
-        if here != folder:
-            folder, files = here, files_in(directory / here)
-        if name not in files:
-            missing.append(key)
+    by_folder: dict[str, list[str]] = {}  # keys only: no string is made per file to hold
+    for key, audio in done.items():
+        if audio.path:
+            cut = audio.path.rfind("/")
+            by_folder.setdefault(audio.path[:cut] if cut >= 0 else "", []).append(key)
+    for folder, keys in by_folder.items():  # one listing is held at a time
+        files = files_in(directory / folder)
+        start = len(folder) + 1 if folder else 0
+        missing += [key for key in keys if done[key].path[start:] not in files]
     return missing
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from types import MappingProxyType
 
+import anyio
 import numpy as np
 import pytest
 
@@ -226,3 +228,42 @@ def test_lean_reads_of_the_state_agree_with_its_rows(tmp_path: Path) -> None:
         assert store._db.execute("SELECT COUNT(*) FROM events WHERE kind = 'start'").fetchone() == (
             300,
         )
+
+
+def test_a_resume_lists_folders_and_finds_each_file_gone_behind_its_back(tmp_path: Path) -> None:
+    from runner.cache import Cache
+    from runner.plan import Segment
+    from runner.resume import work_left
+    from runner.stats import RunStats
+    from runner.store import SegmentState, Store
+
+    rng = np.random.default_rng(5)
+    segments = [
+        Segment(f"{i % 4:02x}{i:062x}", "a", "local", f"t{i}", {}, "wav") for i in range(40)
+    ]
+    segments.append(Segment("ff" * 32, "a", "local", "alone", {}, "wav"))
+    with Store.open(tmp_path) as store:
+        store.add_segments(segments)
+        for i, s in enumerate(segments):
+            # in the cache's folders, ten to a folder; a few at the state directory's top
+            top = i in (0, 10, 20, 30)
+            path = f"{s.key}.wav" if top else f"cache/{s.key[:2]}/{s.key}.wav"
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+            _wav(tmp_path / path, 0.1 * rng.standard_normal(1600))
+            store.mark_done(
+                s.key, path=path, sha256="x", duration=0.1, sample_rate=16000, cost=None
+            )
+        gone = [segments[i] for i in (10, 5, 17, 39, 40)]  # a top-level one, two in one folder
+        for s in gone[:-1]:
+            row = store.get(s.key)
+            assert row is not None
+            assert row.path
+            (tmp_path / row.path).unlink()
+        shutil.rmtree(tmp_path / "cache" / "ff")  # a whole folder gone
+        stats = RunStats()
+        unique = {s.key: s for s in segments}
+        left = anyio.run(work_left, store, Cache(tmp_path / "cache"), unique, stats)
+    assert sorted(s.key for s, _ in left.todo) == sorted(s.key for s in gone)
+    assert sorted(left.done) == sorted(s.key for s in segments if s not in gone)
+    assert stats.cached == 36
+    assert left.todo[0][1].state == SegmentState.DONE  # as the state said: re-requested
