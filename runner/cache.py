@@ -44,6 +44,11 @@ def files_in(folder: Path) -> set[str]:
         return set()
 
 
+def _file_name(key: str, fmt: str) -> str:
+    """The name `key`'s audio is cached under (raw PCM is kept as WAV: see `Cache.put`)."""
+    return f"{key}.{'wav' if fmt == 'pcm' else fmt}"
+
+
 def level_key(sha256: str, size: int, mtime_ns: int) -> int:
     """Where the level of a cached file is remembered: its digest, size and time, hashed to 64
     bits (a book's 100,000 keys are held as small ints, not 90-character strings)."""
@@ -96,7 +101,7 @@ class Cache:
         return f"<Cache {str(self.root)!r}>"
 
     def path_for(self, key: str, fmt: str) -> Path:
-        return self.root / key[:2] / f"{key}.{fmt}"
+        return self.root / key[:2] / _file_name(key, fmt)
 
     def put(self, key: str, audio: Audio, chars: int) -> Cached:
         """Verify `audio` and store it under `key` (blocking: call from a worker thread).
@@ -127,7 +132,7 @@ class Cache:
 
     def find(self, key: str, fmt: str, chars: int) -> Cached | None:
         """The cached audio for `key` if present and valid (blocking)."""
-        path = self.path_for(key, "wav" if fmt == "pcm" else fmt)
+        path = self.path_for(key, fmt)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -146,7 +151,7 @@ class Cache:
             names = files_in(self.root / folder)
             for i in indices:
                 key, fmt, chars = wanted[i]
-                if f"{key}.{'wav' if fmt == 'pcm' else fmt}" in names:
+                if _file_name(key, fmt) in names:
                     found[i] = self.find(key, fmt, chars)
         return found
 

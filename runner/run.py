@@ -204,9 +204,7 @@ async def _run_locked(
     result = RunResult(exit_code=0, stats=stats, stopped=shared.stop.reason, levels=levels)
     worked = [segment.key for segment, _ in todo]
     del todo
-    # those done by this run, read back once the work list is let go: a first run's 100,000
-    # fit in the memory its rows held
-    done.update(store.audio(worked))
+    done.update(store.audio(worked))  # those done by this run
     result.done = done
     await write_outputs(manifest, plan, store, directory, events, result)
     states = store.state_counts(k for k in unique if k not in done)

@@ -232,7 +232,6 @@ def test_lean_reads_of_the_state_agree_with_its_rows(tmp_path: Path) -> None:
 
 def test_a_resume_lists_folders_and_finds_each_file_gone_behind_its_back(tmp_path: Path) -> None:
     from runner.cache import Cache
-    from runner.plan import Segment
     from runner.resume import work_left
     from runner.stats import RunStats
     from runner.store import SegmentState, Store
