@@ -26,8 +26,8 @@ from runner.cli.account_actions import ACTIONS, Action
 from runner.cli.options import add_providers_option, registry_of
 from runner.errors import RunnerError, Unsupported, UsageError
 from runner.events import Events, Redactor
-from runner.limits import Limiter
 from runner.manifest import Account, Manifest, load_manifest
+from runner.pacing import Pacing
 from runner.providers import ProviderContext, adapter_class, create_provider, missing_credentials
 from runner.providers.base import Provider, Quota
 from runner.run import RunOptions, state_dir_for
@@ -184,9 +184,13 @@ async def connect(
         store = None
         if store_dir is not None and (store_dir / "state.db").is_file():
             store = stack.enter_context(Store.open(store_dir))
+        # paced like a run: a command right after one waits for its window, and the next run
+        # counts the command's requests (a rehearsal's sandbox is a fresh account: no history)
+        pacing = Pacing(environ=os.environ, keep_history=not sandbox)
+        stack.callback(pacing.close)
         context = ProviderContext(
             account=account,
-            limiter=Limiter(account.limits),
+            limiter=pacing.limiter(account, base_urls, env),
             stats=AccountStats(),
             events=Events(redactor=redactor),
             environ=env,

@@ -655,6 +655,41 @@ def test_back_to_back_runs_share_the_accounts_window_and_are_never_refused(
     assert control.throttled > 0  # without the shared history the plan is breached
 
 
+def test_an_account_command_right_after_a_run_waits_for_the_runs_window(tmp_path: Path) -> None:
+    """`voices list` run just after a book used the whole window (8 starts per 6 s) waits
+    for the window like a run would, and its starts count for the next run: the server never
+    refuses either. The same command with a forgotten history (an empty TTS_RUNNER_HOME) is
+    sent at once and refused: the control."""
+    window = Plan(requests=8, per_seconds=6.0, concurrent=4, max_chars=5_000)
+    account = AccountConfig(label="cron", credentials=(KEY,), plan="cron")
+    env = {"MY_TTSAI_KEY": KEY}
+    book = tmp_path / "book"
+    with SandboxThread(config(account, plans={"cron": window})) as box:
+        _short_book(book, box.urls["ttsai"], english_prose(8, seed=4))
+        done = tts_runner("run", "book.yaml", cwd=book, env=env)
+        assert done.code == 0, done.stderr
+        listed = tts_runner("voices", "list", "--provider", "t", "book.yaml", cwd=book, env=env)
+        assert listed.code == 0, listed.stderr
+        _short_book(tmp_path / "next", box.urls["ttsai"], english_prose(8, seed=5))
+        again = tts_runner("run", "book.yaml", cwd=tmp_path / "next", env=env)
+        assert again.code == 0, again.stderr
+        shared = box.summary(window.per_seconds, provider="ttsai", account="cron")
+        kept = [(round(e.started_at, 2), e.endpoint, e.status) for e in box.ledger("ttsai", "cron")]
+    with SandboxThread(config(account, plans={"cron": window})) as box:
+        _short_book(tmp_path / "control", box.urls["ttsai"], english_prose(8, seed=6))
+        done = tts_runner("run", "book.yaml", cwd=tmp_path / "control", env=env)
+        assert done.code == 0, done.stderr
+        forgetful = {**env, "TTS_RUNNER_HOME": str(tmp_path / "empty-home")}
+        control = tts_runner("voices", "list", "--provider", "t", "book.yaml",
+                             cwd=tmp_path / "control", env=forgetful)  # fmt: skip
+        refused = box.summary(window.per_seconds, provider="ttsai", account="cron")
+    assert "voice" in listed.stdout
+    assert shared.requests == 17, str(kept)
+    assert shared.throttled == 0, str(kept)
+    assert shared.max_starts_in_window <= window.requests, str(kept)
+    assert refused.throttled > 0, control.stdout + control.stderr
+
+
 def test_max_cost_stops_the_account_before_its_budget_is_passed(tmp_path: Path) -> None:
     account = AccountConfig(label="budget", credentials=(KEY,))
     with SandboxThread(config(account)) as box:
