@@ -117,16 +117,22 @@ def chapter_gains(
     """The gain of every complete chapter: each its own (`normalize: chapter`), or one for all
     (`normalize: book`, from the loudness of all their blocks together). Blocking."""
     out = manifest.output
-    levels = {chapter.id: measure(manifest, chapter, rows, state_dir) for chapter, rows in complete}
 
     def gain(loudness: float, peak: float) -> Gain:
         return gain_for(loudness, peak, out.loudness, out.peak_dbfs, out.loudness_window)
 
-    if out.normalize == "book" and levels:
-        blocks = np.concatenate([level.blocks for level in levels.values()])
-        book = gain(gated_loudness(blocks), max(level.peak for level in levels.values()))
-        return {key: _share(level, book) for key, level in levels.items()}
-    return {key: gain(level.loudness, level.peak) for key, level in levels.items()}
+    if out.normalize != "book":  # a chapter's blocks are let go once its gain is known
+        gains: dict[str, Gain] = {}
+        for chapter, rows in complete:
+            level = measure(manifest, chapter, rows, state_dir)
+            gains[chapter.id] = gain(level.loudness, level.peak)
+        return gains
+    levels = {chapter.id: measure(manifest, chapter, rows, state_dir) for chapter, rows in complete}
+    if not levels:
+        return {}
+    blocks = np.concatenate([level.blocks for level in levels.values()])
+    book = gain(gated_loudness(blocks), max(level.peak for level in levels.values()))
+    return {key: _share(level, book) for key, level in levels.items()}
 
 
 def _share(level: Level, book: Gain) -> Gain:

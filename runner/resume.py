@@ -83,16 +83,14 @@ async def work_left(
 def _not_in_place(directory: Path, done: Mapping[str, SegmentAudio]) -> list[str]:
     """The done segments whose audio file is not where the state says (blocking). Each folder
     is listed once (the cache has 256): a look per file costs several times more."""
-    missing = [key for key, audio in done.items() if not audio.path]
+    missing = [key for key, audio in done.items() if not audio.stored]
     by_folder: dict[str, list[str]] = {}  # keys only: no string is made per file to hold
     for key, audio in done.items():
-        if audio.path:
-            cut = audio.path.rfind("/")
-            by_folder.setdefault(audio.path[:cut] if cut >= 0 else "", []).append(key)
+        if audio.stored:
+            by_folder.setdefault(audio.folder, []).append(key)
     for folder, keys in by_folder.items():  # one listing is held at a time
         files = files_in(directory / folder)
-        start = len(folder) + 1 if folder else 0
-        missing += [key for key in keys if done[key].path[start:] not in files]
+        missing += [key for key in keys if done[key].name not in files]
     return missing
 
 

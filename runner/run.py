@@ -34,7 +34,7 @@ from runner.resume import TASK_STATES, sent_unanswered, warn_expiring, work_left
 from runner.run_journal import StoreSink
 from runner.scheduler import Scheduler, Work
 from runner.stats import RunStats
-from runner.store import SegmentAudio, SegmentState, Store
+from runner.store import CACHE, SegmentAudio, SegmentState, Store
 from runner.task_lane import TaskPolicy
 from runner.together import Together, together
 
@@ -176,7 +176,7 @@ async def _run_locked(
     if options.only is not None:  # the other chapters' segments are known to `status` too
         store.add_segments(unique.values())
         unique = _only(plan, options.only)
-    cache = Cache(directory / "cache")
+    cache = Cache(directory / CACHE)
     stats = RunStats()
     if options.retry_failed:
         store.retry_failed(unique)

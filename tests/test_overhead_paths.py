@@ -20,6 +20,7 @@ from runner.manifest.params import FileRef, ParamValue
 from runner.plan import KEY_VERSION, Segment, canonical_json, expand, segment_key
 from runner.report.audit import Take, suspicious
 from runner.report.write import _known_levels, _save_levels
+from runner.store import SegmentAudio
 from runner.text import CHUNKER_VERSION
 
 
@@ -131,8 +132,8 @@ def test_audit_remembers_levels_but_still_sees_missing_files(tmp_path: Path) -> 
     loud = _wav(tmp_path / "a.wav", 0.3 * rng.standard_normal(16000))
     quiet = _wav(tmp_path / "b.wav", 0.0001 * rng.standard_normal(16000))
     takes = [
-        Take("a", "c1", "v", "m", "text a", 10, 1.0, str(loud), "sha-a"),
-        Take("b", "c1", "v", "m", "text b", 10, 1.0, str(quiet), "sha-b"),
+        Take("a", "c1", "v", "m", "text a", 10, SegmentAudio("a", str(loud), "sha-a", None, 1.0)),
+        Take("b", "c1", "v", "m", "text b", 10, SegmentAudio("b", str(quiet), "sha-b", None, 1.0)),
     ]
     known: dict[int, float | None] = {}
     first = suspicious(takes, known)
@@ -162,7 +163,7 @@ def test_levels_remembered_in_the_previous_format_are_kept(tmp_path: Path) -> No
     (tmp_path / "state" / "levels" / "segment-levels.json").write_text(json.dumps(old))
     known = _known_levels(tmp_path / "state")
     assert known == {level_key("sha-a", found.st_size, found.st_mtime_ns): -80.0}
-    take = Take("a", "c1", "v", "m", "text a", 10, 1.0, str(loud), "sha-a")
+    take = Take("a", "c1", "v", "m", "text a", 10, SegmentAudio("a", str(loud), "sha-a", None, 1.0))
     assert [f["key"] for f in suspicious([take], known)] == ["a"]  # -80 dBFS: not decoded
     _save_levels(tmp_path / "state", known)  # and kept in the new format from then on
     (tmp_path / "state" / "levels" / "segment-levels.json").unlink()

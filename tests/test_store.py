@@ -77,10 +77,15 @@ def test_reads_of_few_keys_and_of_most_of_the_table_agree(tmp_path: Path, wanted
     and keys it has never seen are left out)."""
     with Store.open(tmp_path) as store:
         store.add_segments(_segment(i, "paid" if i % 2 else "free") for i in range(3000))
+
+        def path(i: int) -> str:  # the cache's usual place, or another (an older layout)
+            key = _segment(i).key
+            return f"cache/{key[:2]}/{key}.wav" if i % 2 else f"cache/{i}.wav"
+
         for i in range(0, 3000, 3):
             store.mark_done(
                 _segment(i).key,
-                path=f"cache/{i}.wav",
+                path=path(i),
                 sha256=f"{i:x}",
                 duration=i / 10,
                 sample_rate=24000,
@@ -97,8 +102,19 @@ def test_reads_of_few_keys_and_of_most_of_the_table_agree(tmp_path: Path, wanted
         assert store.state_counts(keys) == Counter(states.values())
         audio = store.audio(keys)
         assert sorted(audio) == sorted(_segment(i).key for i in known if i % 3 == 0)
-        i = next(i for i in known if i % 3 == 0)
-        assert audio[_segment(i).key] == (f"cache/{i}.wav", f"{i:x}", 24000, i / 10)
+        for i in (i for i in known if i % 3 == 0):
+            found = audio[_segment(i).key]
+            assert (found.path, found.sha256, found.sample_rate, found.duration) == (
+                path(i),
+                f"{i:x}",
+                24000,
+                i / 10,
+            )
+            assert (found.folder, found.name) == tuple(path(i).rsplit("/", 1))
+            # the usual place is held as the key and one shared suffix, not a path of its own
+            assert found.stored == (".wav" if i % 2 else path(i))
+        suffixes = {id(a.stored) for a in audio.values() if a.stored == ".wav"}
+        assert len(suffixes) == (1 if any(i % 3 == 0 and i % 2 for i in known) else 0)
         paid = sum(1.5 for i in known if i % 3 == 0 and i % 2)
         assert store.costs(keys) == ({"paid": paid} if paid else {})
 

@@ -33,6 +33,7 @@ from runner.audio import decode, rms_dbfs
 from runner.cache import level_key
 from runner.errors import AudioError
 from runner.loudness import LoudnessMeter
+from runner.store import SegmentAudio
 
 __all__ = [
     "FAST",
@@ -57,14 +58,21 @@ class Take(NamedTuple):
     manner: str  #: how it speaks this segment (resolved parameters): paces compare within one
     text: str
     chars: int
-    duration: float
-    path: str  #: the cached audio, under `root` (the row's own string: 100,000 are held)
-    sha256: str = ""  #: of the cached audio: its level is remembered under it
-    root: str = ""  #: the directory `path` is relative to ("": it is not)
+    audio: SegmentAudio  #: the row's own tuple: 100,000 are held, nothing is copied out of it
+    root: str = ""  #: the directory the audio's path is relative to ("": it is not)
+
+    @property
+    def duration(self) -> float:
+        return self.audio.duration
+
+    @property
+    def sha256(self) -> str:
+        """Of the cached audio: its level is remembered under it."""
+        return self.audio.sha256 or ""
 
     @property
     def file(self) -> str:
-        return os.path.join(self.root, self.path)
+        return os.path.join(self.root, self.audio.path)
 
 
 def suspicious(

@@ -116,7 +116,7 @@ def _takes(plan: Plan, audio: Mapping[str, SegmentAudio], state_dir: Path) -> li
         for segment in chapter.segments:
             key = segment.key
             found = audio.get(key)
-            if found is None or key in seen or not found.path or found.duration is None:
+            if found is None or key in seen or not found.stored or found.duration is None:
                 continue
             seen.add(key)
             # Pace is compared among segments spoken alike: one voice of the manifest may speak
@@ -136,9 +136,7 @@ def _takes(plan: Plan, audio: Mapping[str, SegmentAudio], state_dir: Path) -> li
                     manner,
                     _preview(segment.text),
                     segment.chars,
-                    found.duration,
-                    found.path,
-                    found.sha256 or "",
+                    found,
                     root,
                 )
             )

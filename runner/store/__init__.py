@@ -20,10 +20,11 @@ from __future__ import annotations
 from runner.store.assets import AssetTable
 from runner.store.database import DB_NAME
 from runner.store.journal import Journal
-from runner.store.rows import AssetRow, ChapterRow, SegmentAudio, SegmentRow, SegmentState
+from runner.store.rows import CACHE, AssetRow, ChapterRow, SegmentAudio, SegmentRow, SegmentState
 from runner.store.segments import SegmentTable
 
 __all__ = [
+    "CACHE",
     "DB_NAME",
     "AssetRow",
     "ChapterRow",

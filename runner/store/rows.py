@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-__all__ = ["AssetRow", "ChapterRow", "SegmentAudio", "SegmentRow", "SegmentState"]
+__all__ = ["CACHE", "AssetRow", "ChapterRow", "SegmentAudio", "SegmentRow", "SegmentState"]
+
+CACHE: Final = "cache"  #: the audio cache's folder in the state directory
 
 
 class SegmentState(enum.StrEnum):
@@ -44,12 +46,60 @@ class SegmentRow:
 
 class SegmentAudio(NamedTuple):
     """A done segment's audio, all that assembly and the report read of its row: a book's
-    100,000 of these are held at once, and a whole row costs about three times as much."""
+    100,000 of these are held at once, and a whole row costs about three times as much.
 
-    path: str  #: relative to the state directory
+    A file where the cache puts it (`cache/<first two>/<key>.<extension>`, the usual case) is
+    held as the key (the caller's string) and a shared ".<extension>", not as a path string
+    of its own (about 130 bytes each)."""
+
+    key: str
+    stored: str  #: the path relative to the state directory, or ".<extension>" (the usual place)
     sha256: str
     sample_rate: int | None
     duration: float
+
+    @staticmethod
+    def of(
+        key: str,
+        path: str | None,
+        sha256: str,
+        sample_rate: int | None,
+        duration: float,
+        suffixes: dict[str, str],
+    ) -> SegmentAudio:
+        """The audio of `key`'s row, whose file is at `path`; `suffixes` keeps one string per
+        extension across the rows of one read."""
+        path = path or ""
+        dot = path.rfind(".")
+        if dot > 0 and path == f"{CACHE}/{key[:2]}/{key}{path[dot:]}":
+            suffix = path[dot:]
+            path = suffixes.setdefault(suffix, suffix)
+        return SegmentAudio(key, path, sha256, sample_rate, duration)
+
+    @property
+    def _usual(self) -> bool:
+        return self.stored.startswith(".") and "/" not in self.stored
+
+    @property
+    def folder(self) -> str:
+        """The file's folder, relative to the state directory ("" when no file is recorded)."""
+        if self._usual:
+            return f"{CACHE}/{self.key[:2]}"
+        return self.stored[: max(self.stored.rfind("/"), 0)]
+
+    @property
+    def name(self) -> str:
+        """The file's name in `folder` ("" when no file is recorded)."""
+        if self._usual:
+            return self.key + self.stored
+        return self.stored[self.stored.rfind("/") + 1 :]
+
+    @property
+    def path(self) -> str:
+        """The file, relative to the state directory ("" when no file is recorded)."""
+        if self._usual:
+            return f"{CACHE}/{self.key[:2]}/{self.key}{self.stored}"
+        return self.stored
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,9 +114,10 @@ class SegmentTable(Database):
         """The audio of those of `keys` that are done, by key (the caller's key strings)."""
         wanted = {key: key for key in keys}
         rates: dict[int, int] = {}  # one int object per rate, not one per row
+        suffixes: dict[str, str] = {}
         columns = "key, state, path, sha256, sample_rate, duration"
         return {
-            wanted[k]: SegmentAudio(p, h, rates.setdefault(r, r), d)
+            wanted[k]: SegmentAudio.of(wanted[k], p, h, rates.setdefault(r, r), d, suffixes)
             for k, state, p, h, r, d in self._of_keys(columns, wanted)
             if state == "done"
         }
