@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from runner import __version__
 from runner.cli import accounts, inspect, providers, run
 from runner.errors import ManifestError, RunnerError, exit_code_of
+from runner.memory import share_one_malloc_arena
 
 __all__ = ["main"]
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    share_one_malloc_arena()  # before any worker thread starts (see runner/memory.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     command: Command = args.handler
