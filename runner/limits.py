@@ -220,11 +220,16 @@ class Limiter:
 
     @asynccontextmanager
     async def slot(
-        self, priority: Priority = WORK, on_start: Callable[[], None] | None = None
+        self,
+        priority: Priority = WORK,
+        on_start: Callable[[], None] | None = None,
+        admit: Callable[[], None] | None = None,
     ) -> AsyncIterator[Slot]:
-        """Hold one request slot: waits for its turn, a free slot and the window. `on_start`
-        is called the moment the request may leave (e.g. to journal it for one manifest).
-        Call the slot's `sent()` when the request's first bytes really leave."""
+        """Hold one request slot: waits for its turn, a free slot and the window. `admit` is
+        called when the turn comes, before the start is counted, and may raise to give the
+        turn up (e.g. the account was stopped while this waited). `on_start` is called the
+        moment the request may leave (e.g. to journal it for one manifest). Call the slot's
+        `sent()` when the request's first bytes really leave."""
         me = _Waiter(priority, next(self._seq))
         previous = self._waiting[0] if self._waiting else None
         heapq.heappush(self._waiting, me)
@@ -238,6 +243,12 @@ class Limiter:
             self._wake_first()
             raise
         heapq.heappop(self._waiting)
+        if admit is not None:
+            try:
+                admit()
+            except BaseException:
+                self._wake_first()  # the turn passes to the next in line
+                raise
         handle = None
         now = self._clock()
         self._stamp(now)

@@ -159,6 +159,10 @@ class Outcomes:
         self.stats.failures[segment.key] = reason
         self.events.emit("segment_failed", key=segment.key, account=segment.account, reason=reason)
 
+    def why_stopped(self, account: str) -> str:
+        """Why `account` was stopped in this run ("" while it was not)."""
+        return self.stopped.get(account, "")
+
     def stop_account(self, account: str, reason: str) -> None:
         reason = self.events.redact(reason)
         if account not in self.stopped:

@@ -254,6 +254,15 @@ async def _schedule(
 
             rehearsed = await stack.enter_async_context(rehearsal(accounts))
             base_urls, environ = rehearsed.base_urls, rehearsed.environ
+        outcomes = Outcomes(
+            store,
+            cache,
+            events,
+            stats,
+            max_cost=options.max_cost,
+            deadline_at=shared.deadline_at,
+            unanswered=sent_unanswered(todo),
+        )
         providers: dict[str, Provider] = {}
         for account in accounts:
             urls = base_urls.get(account.name, ())
@@ -268,19 +277,11 @@ async def _schedule(
                 store=store,
                 on_start=partial(starts.add, account.name),
                 priority=manifest.priority,
+                stopped=partial(outcomes.why_stopped, account.name),
             )
             provider = create_provider(context)
             stack.push_async_callback(_shielded, provider.aclose)
             providers[account.name] = provider
-        outcomes = Outcomes(
-            store,
-            cache,
-            events,
-            stats,
-            max_cost=options.max_cost,
-            deadline_at=shared.deadline_at,
-            unanswered=sent_unanswered(todo),
-        )
         for conflict in shared.pacing.conflicts:
             outcomes.warn(conflict)
         scheduler = Scheduler(

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from runner.errors import AccountUnusable
 from runner.events import Events
 from runner.limits import WORK, Limiter, Priority, Slot
 from runner.manifest.model import Account
@@ -48,14 +49,27 @@ class ProviderContext:
     #: The manifest's priority: its new work goes before that of lower-priority manifests
     #: sharing the account (downloads and polls keep their own order).
     priority: int = 0
+    #: Why this run stopped using the account ("" while it has not): new work still waiting
+    #: for a slot then is not sent (results already paid for are still fetched).
+    stopped: Callable[[], str] | None = None
 
     @asynccontextmanager
     async def slot(self, priority: Priority = WORK) -> AsyncIterator[Slot]:
         """One request slot of the account's limiter, on behalf of this manifest."""
+        admit = None
         if priority[0] == WORK[0]:
             priority = (WORK[0], -float(self.priority))
-        async with self.limiter.slot(priority, self.on_start) as slot:
+            admit = self._admit
+        async with self.limiter.slot(priority, self.on_start, admit) as slot:
             yield slot
+
+    def _admit(self) -> None:
+        reason = self.stopped() if self.stopped is not None else ""
+        if reason:  # e.g. its credit ran out while this request waited for its turn
+            raise AccountUnusable(
+                f"not sent: the account was stopped while it waited ({reason})",
+                account=self.account.name,
+            )
 
     def secret(self, role: str) -> str:
         """The value of the environment variable named by the account for `role` ('' if unset)."""
