@@ -42,6 +42,7 @@ class Outcomes:
         #: every file once more
         self.levels = Levels()
         self.stopped: dict[str, str] = {}  #: account → why it was stopped
+        self._closed: dict[str, str] = {}  #: those of them that take no more work (see `closed`)
         self._failing: dict[str, int] = {}
         self.max_cost = max_cost  #: per account, in its price unit, for this run
         self.deadline_at = deadline_at  #: time.monotonic() after which nothing may be running
@@ -60,6 +61,7 @@ class Outcomes:
                 segment.account,
                 f"budget reached: {committed:g} of --max-cost {self.max_cost:g} committed; the "
                 f"next segment would cost about {estimate:g} more",
+                budget=True,
             )
             return False
         self._committed[segment.account] = committed + estimate
@@ -159,12 +161,16 @@ class Outcomes:
         self.stats.failures[segment.key] = reason
         self.events.emit("segment_failed", key=segment.key, account=segment.account, reason=reason)
 
-    def why_stopped(self, account: str) -> str:
-        """Why `account` was stopped in this run ("" while it was not)."""
-        return self.stopped.get(account, "")
+    def closed(self, account: str) -> str:
+        """Why `account` takes no more work in this run ("" while it does): the provider
+        refused its credit or its key, or its calls kept failing. A budget stop is not one:
+        requests already counted against the budget still go."""
+        return self._closed.get(account, "")
 
-    def stop_account(self, account: str, reason: str) -> None:
+    def stop_account(self, account: str, reason: str, *, budget: bool = False) -> None:
         reason = self.events.redact(reason)
+        if not budget:
+            self._closed.setdefault(account, reason)
         if account not in self.stopped:
             self.stopped[account] = reason
             self.stats.account(account).stopped = reason

@@ -277,7 +277,7 @@ async def _schedule(
                 store=store,
                 on_start=partial(starts.add, account.name),
                 priority=manifest.priority,
-                stopped=partial(outcomes.why_stopped, account.name),
+                closed=partial(outcomes.closed, account.name),
             )
             provider = create_provider(context)
             stack.push_async_callback(_shielded, provider.aclose)

@@ -49,9 +49,10 @@ class ProviderContext:
     #: The manifest's priority: its new work goes before that of lower-priority manifests
     #: sharing the account (downloads and polls keep their own order).
     priority: int = 0
-    #: Why this run stopped using the account ("" while it has not): new work still waiting
-    #: for a slot then is not sent (results already paid for are still fetched).
-    stopped: Callable[[], str] | None = None
+    #: Why this run takes no more work from the account ("" while it does; see
+    #: `Outcomes.closed`): new work still waiting for a slot then is not sent (results already
+    #: paid for are still fetched).
+    closed: Callable[[], str] | None = None
 
     @asynccontextmanager
     async def slot(self, priority: Priority = WORK) -> AsyncIterator[Slot]:
@@ -64,7 +65,7 @@ class ProviderContext:
             yield slot
 
     def _admit(self) -> None:
-        reason = self.stopped() if self.stopped is not None else ""
+        reason = self.closed() if self.closed is not None else ""
         if reason:  # e.g. its credit ran out while this request waited for its turn
             raise AccountUnusable(
                 f"not sent: the account was stopped while it waited ({reason})",
