@@ -137,7 +137,12 @@ class Cache:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
-        return self._verified(path, data, chars)
+        try:
+            info = probe(data, path.suffix[1:])
+            check_plausible(info, chars)
+        except AudioError:
+            return None
+        return Cached(path, hashlib.sha256(data).hexdigest(), info)
 
     def find_all(self, wanted: Sequence[tuple[str, str, int]]) -> list[Cached | None]:
         """`find` for each (key, format, chars) of `wanted`, in its order (blocking). Each
@@ -154,12 +159,3 @@ class Cache:
                 if _file_name(key, fmt) in names:
                     found[i] = self.find(key, fmt, chars)
         return found
-
-    @staticmethod
-    def _verified(path: Path, data: bytes, chars: int) -> Cached | None:
-        try:
-            info = probe(data, path.suffix[1:])
-            check_plausible(info, chars)
-        except AudioError:
-            return None
-        return Cached(path, hashlib.sha256(data).hexdigest(), info)

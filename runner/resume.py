@@ -83,11 +83,13 @@ async def work_left(
 def _not_in_place(directory: Path, done: Mapping[str, SegmentAudio]) -> list[str]:
     """The done segments whose audio file is not where the state says (blocking). Each folder
     is listed once (the cache has 256): a look per file costs several times more."""
-    missing = [key for key, audio in done.items() if not audio.stored]
+    missing: list[str] = []  # first those with no file recorded at all
     by_folder: dict[str, list[str]] = {}  # keys only: no string is made per file to hold
     for key, audio in done.items():
         if audio.stored:
             by_folder.setdefault(audio.folder, []).append(key)
+        else:
+            missing.append(key)
     for folder, keys in by_folder.items():  # one listing is held at a time
         files = files_in(directory / folder)
         missing += [key for key in keys if done[key].name not in files]

@@ -70,9 +70,8 @@ class SegmentAudio(NamedTuple):
         """The audio of `key`'s row, whose file is at `path`; `suffixes` keeps one string per
         extension across the rows of one read."""
         path = path or ""
-        dot = path.rfind(".")
-        if dot > 0 and path == f"{CACHE}/{key[:2]}/{key}{path[dot:]}":
-            suffix = path[dot:]
+        suffix = path[path.rfind(".") :] if "." in path else ""
+        if suffix and path == _usual_path(key, suffix):
             path = suffixes.setdefault(suffix, suffix)
         return SegmentAudio(key, path, sha256, sample_rate, duration)
 
@@ -97,9 +96,12 @@ class SegmentAudio(NamedTuple):
     @property
     def path(self) -> str:
         """The file, relative to the state directory ("" when no file is recorded)."""
-        if self._usual:
-            return f"{CACHE}/{self.key[:2]}/{self.key}{self.stored}"
-        return self.stored
+        return _usual_path(self.key, self.stored) if self._usual else self.stored
+
+
+def _usual_path(key: str, suffix: str) -> str:
+    """Where the cache puts `key`'s file (see `Cache.path_for`), relative to the state dir."""
+    return f"{CACHE}/{key[:2]}/{key}{suffix}"
 
 
 @dataclass(frozen=True, slots=True)
