@@ -12,7 +12,7 @@ from runner.cache import Cache, Levels
 from runner.errors import AudioError, CorruptResult
 from runner.events import Events
 from runner.plan import Segment
-from runner.providers.base import Audio, Request
+from runner.providers.base import Audio, Request, Stored
 from runner.stats import RunStats
 from runner.store import Store
 from runner.write_ahead import WriteAhead
@@ -98,8 +98,29 @@ class Outcomes:
 
         return Request(segment.key, segment.text, segment.params, request_id, on_send)
 
-    async def keep(self, segment: Segment, audio: Audio) -> None:
-        """Verify and cache a result, then mark the segment done. Raises CorruptResult."""
+    def stored(self, segment: Segment, result: Stored) -> None:
+        """A paid result left at a URL: recorded durably before it is downloaded, so a run
+        that stops in between fetches it next time instead of paying for it again."""
+        self.store.mark_ready(segment.key, result.url, None, result.cost)
+        self.stats.account(segment.account).cost += result.cost or 0.0
+        self.events.emit("result_stored", key=segment.key, account=segment.account)
+
+    def lost(self, segment: Segment, why: str, again: str) -> None:
+        """A paid result that is gone: the segment goes back to pending, loudly, with what
+        asking again costs."""
+        self.stats.account(segment.account).re_requests += 1
+        self.store.mark_pending(segment.key, why)
+        self.warn(
+            f"segment {segment.key[:12]} ({segment.text[:40]!r}…): {why}; {again} "
+            f"costs about {segment.chars} characters",
+            key=segment.key,
+            account=segment.account,
+        )
+
+    async def keep(self, segment: Segment, audio: Audio, stored: Stored | None = None) -> None:
+        """Verify and cache a result, then mark the segment done. Raises CorruptResult.
+
+        The audio of a `stored` result carries no cost: it was counted when it was stored."""
         try:
             cached = await anyio.to_thread.run_sync(
                 self.cache.put, segment.key, audio, segment.chars
@@ -112,7 +133,7 @@ class Outcomes:
             sha256=cached.sha256,
             duration=cached.info.duration,
             sample_rate=cached.info.sample_rate,
-            cost=audio.cost,
+            cost=audio.cost if stored is None else stored.cost,
         )
         if cached.level is not None:
             self.levels.add(cached.level)
@@ -120,7 +141,8 @@ class Outcomes:
         account = self.stats.account(segment.account)
         account.synthesized += 1
         account.chars += segment.chars
-        account.cost += audio.cost or 0.0
+        if stored is None:
+            account.cost += audio.cost or 0.0
         self.events.emit(
             "segment_done",
             key=segment.key,

@@ -25,6 +25,7 @@ __all__ = [
     "EXPIRY_WARNING",
     "TASK_STATES",
     "Left",
+    "collectable",
     "sent_unanswered",
     "warn_expiring",
     "work_left",
@@ -113,6 +114,15 @@ def _recover(store: Store, row: SegmentRow, found: Cached) -> None:
         sample_rate=found.info.sample_rate,
         cost=row.cost,
     )
+
+
+def collectable(segment: Segment, row: SegmentRow) -> bool:
+    """Whether `collect` can finish a segment without paying for anything new: a result
+    waiting at its URL, or a task already submitted. A synchronous request that was sent and
+    never answered can only be asked again, which is `run`'s to do."""
+    if row.state == SegmentState.READY:
+        return True
+    return row.state in TASK_STATES and adapter_class(segment.kind).mode == Mode.TASK
 
 
 def sent_unanswered(todo: Sequence[tuple[Segment, SegmentRow]]) -> frozenset[str]:

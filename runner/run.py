@@ -30,7 +30,7 @@ from runner.providers import ProviderContext, create_provider, missing_credentia
 from runner.providers.base import Provider
 from runner.providers.context import RetryPolicy
 from runner.report import write_report
-from runner.resume import TASK_STATES, sent_unanswered, warn_expiring, work_left
+from runner.resume import TASK_STATES, collectable, sent_unanswered, warn_expiring, work_left
 from runner.run_journal import StoreSink
 from runner.scheduler import Scheduler, Work
 from runner.stats import RunStats
@@ -185,7 +185,7 @@ async def _run_locked(
     del left  # its work list is let go after scheduling (a first run's is a whole book of rows)
     warn_expiring(todo, stats, events)
     if options.collect_only:  # only what was already submitted: nothing new is paid for
-        todo = [(s, row) for s, row in todo if row.state in TASK_STATES]
+        todo = [(s, row) for s, row in todo if collectable(s, row)]
     accounts = {segment.account for segment, _ in todo}
     if not options.sandbox:
         missing = missing_credentials([manifest.accounts[a] for a in accounts], options.environ)

@@ -23,12 +23,13 @@ from runner.errors import (
     CorruptResult,
     PermanentError,
     RateLimited,
+    ResultExpired,
     TransientError,
 )
 from runner.outcomes import Outcomes
 from runner.plan import Segment
-from runner.providers.base import Mode, Provider
-from runner.store import SegmentRow
+from runner.providers.base import Audio, Mode, Provider, Request, Stored
+from runner.store import SegmentRow, SegmentState
 from runner.task_lane import TaskLane, TaskPolicy
 
 __all__ = ["Scheduler", "StopFlag", "Work"]
@@ -103,40 +104,68 @@ class Scheduler:
                     )
                     tg.start_soon(lane.run, items)
                 else:
-                    queue = deque(segment for segment, _ in items)
+                    queue = deque(items)
                     limits = provider.context.limiter.limits
                     workers = (limits.concurrent or UNLIMITED_WORKERS) + SPARE_WORKERS
                     for _ in range(min(workers, len(queue))):
                         tg.start_soon(self._worker, provider, queue)
 
-    async def _worker(self, provider: Provider, queue: deque[Segment]) -> None:
+    async def _worker(self, provider: Provider, queue: deque[Work]) -> None:
         while queue and not self.stop and provider.account not in self.outcomes.stopped:
-            segment = queue.popleft()
+            segment, row = queue.popleft()
+            stored = _stored(row)
             if not self.outcomes.in_time(segment, 1.5 * self._latency.get(provider.account, 0.0)):
                 continue  # left pending for the next run
-            if not self.outcomes.affordable(
+            if stored is None and not self.outcomes.affordable(
                 segment, provider.expected_cost(segment.text, segment.params)
             ):
                 return
             started = time.monotonic()
-            await self._process(provider, segment)
+            await self._process(provider, segment, stored)
             seconds = time.monotonic() - started
             previous = self._latency.get(provider.account, seconds)
             self._latency[provider.account] = 0.8 * previous + 0.2 * seconds
 
-    async def _process(self, provider: Provider, segment: Segment) -> None:
+    async def _process(self, provider: Provider, segment: Segment, stored: Stored | None) -> None:
+        """Request a segment (or download the result an earlier attempt paid for and left at a
+        URL), verify it and keep it."""
         outcomes = self.outcomes
         stats = outcomes.stats.account(segment.account)
         corrupt = refused = 0
         while corrupt < VERIFY_ATTEMPTS:
             try:
-                audio = await provider.synthesize(outcomes.request(segment, provider.paid))
-                await outcomes.keep(segment, audio)
+                if stored is None:
+                    if self.collect_only:
+                        return  # nothing new is paid for; `run` requests it
+                    result = await provider.synthesize(outcomes.request(segment, provider.paid))
+                    if isinstance(result, Audio):
+                        await outcomes.keep(segment, result)
+                        return
+                    outcomes.stored(segment, result)
+                    stored = result
+                request = Request(segment.key, segment.text, segment.params, "")
+                audio = await provider.fetch(request, stored.url)
+                await outcomes.keep(segment, audio, stored)
                 return
             except (CorruptResult, AudioError) as exc:
-                stats.re_requests += 1  # the bad result may have been paid for
+                # The bad result may have been paid for; a stored one was downloaded several
+                # times already (see `fetch_result`), so it is requested again as well.
+                stats.re_requests += 1
                 corrupt += 1
                 outcomes.retrying(segment, "corrupt", str(exc), corrupt)
+                if stored is not None:
+                    why = outcomes.events.redact(f"its stored result is corrupt: {exc}")
+                    outcomes.store.mark_pending(segment.key, why)
+                    stored = None
+            except ResultExpired as exc:
+                again = (
+                    "`tts-runner run` will request it again"
+                    if self.collect_only
+                    else "requesting it again"
+                )
+                outcomes.lost(segment, f"its stored result is gone ({exc})", again)
+                stored = None
+                corrupt += 1  # a provider that loses every result must not be paid forever
             except RateLimited as exc:  # adapters without their own handling
                 stats.rate_limited += 1
                 refused += 1
@@ -144,17 +173,30 @@ class Scheduler:
                     exc.retry_after if exc.retry_after is not None else 5.0
                 )
                 if refused >= provider.context.retry.rate_limited_attempts:
-                    outcomes.defer(segment, f"refused for its rate {refused} times: {exc}")
+                    outcomes.defer(
+                        segment,
+                        f"refused for its rate {refused} times: {exc}",
+                        keep_state=stored is not None,
+                    )
                     return
                 outcomes.retrying(segment, "rate_limited", str(exc), refused)
             except TransientError as exc:
-                outcomes.defer(segment, str(exc))
+                # A stored result stays stored: the next run downloads it.
+                outcomes.defer(segment, str(exc), keep_state=stored is not None)
                 return
             except AccountUnusable as exc:
                 outcomes.stop_account(segment.account, str(exc))
-                outcomes.store.mark_pending(segment.key, outcomes.events.redact(str(exc)))
+                if stored is None:
+                    outcomes.store.mark_pending(segment.key, outcomes.events.redact(str(exc)))
                 return
             except PermanentError as exc:
                 outcomes.fail(segment, str(exc))
                 return
         outcomes.fail(segment, f"the result failed verification {VERIFY_ATTEMPTS} times")
+
+
+def _stored(row: SegmentRow) -> Stored | None:
+    """The paid result an earlier run left at a URL and did not download, if any."""
+    if row.state == SegmentState.READY and row.url:
+        return Stored(row.url, row.cost)
+    return None

@@ -345,16 +345,9 @@ class TaskLane:
 
     async def _resubmit(self, segment: Segment, why: str) -> None:
         """Pay again for a result that was lost: loudly, with what it costs."""
-        self.stats.re_requests += 1
-        self.outcomes.store.mark_pending(segment.key, why)
         again = (
             "`tts-runner run` will submit it again" if self.collect_only else "submitting it again"
         )
-        self.outcomes.warn(
-            f"segment {segment.key[:12]} ({segment.text[:40]!r}…): {why}; {again} "
-            f"costs about {segment.chars} characters",
-            key=segment.key,
-            account=self.account,
-        )
+        self.outcomes.lost(segment, why, again)
         if self._open():
             await self._submit(segment)

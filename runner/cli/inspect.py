@@ -290,7 +290,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if tasks:
         print("tasks awaiting download or still processing, soonest expiry first:")
     for task in tasks:
-        print(f"  {task['state']:<9}  {task['account']}  task {task['task_id']}  {_left(task)}")
+        print(f"  {task['state']:<9}  {task['account']}  {_named(task)}  {_left(task)}")
     for warning in warnings:
         print(f"warning: {warning}")
     return 0
@@ -363,8 +363,15 @@ def _left(task: Mapping[str, object]) -> str:
     return f"expires in {'at most ' if task['expires_at_is_upper_bound'] else ''}{_span(left)}"
 
 
+def _named(task: Mapping[str, object]) -> str:
+    """A provider task by its id; a synchronous API's stored result by its segment."""
+    if task["task_id"]:
+        return f"task {task['task_id']}"
+    return f"segment {str(task['key'])[:12]}"
+
+
 def _warning(task: Mapping[str, object]) -> str:
-    what = f"task {task['task_id']} ({task['account']}, {task['state']})"
+    what = f"{_named(task)} ({task['account']}, {task['state']})"
     left = task["seconds_left"]
     if isinstance(left, int) and left <= 0:
         return f"{what} expired {_span(-left)} ago; the next run requests it again (and pays again)"

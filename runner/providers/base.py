@@ -6,6 +6,7 @@ HTTP. Adapters map every failure onto the error tree in `runner.errors`.
 
 ```
 SYNC:  synthesize(request) ─▶ Audio
+       synthesize(request) ─▶ Stored(url) ─▶ fetch(request, url) ─▶ Audio
 TASK:  submit(request) ─▶ Submission(task_id) ─▶ poll(task_id) ─▶ TaskStatus(url)
        ─▶ download(url) ─▶ Audio
 ```
@@ -31,6 +32,7 @@ __all__ = [
     "Provider",
     "Quota",
     "Request",
+    "Stored",
     "Submission",
     "TaskState",
     "TaskStatus",
@@ -65,6 +67,16 @@ class Audio:
     data: bytes
     format: str  #: wav, mp3, opus, flac, pcm
     sample_rate: int | None = None  #: required for headerless pcm
+    cost: float | None = None  #: what the provider reported this cost, in its own unit
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A synchronous API's paid result, left at `url` to be downloaded (Fish `stream: false`,
+    fishaudio.net `cache: true`). The scheduler records it before `fetch`ing it, so a run that
+    stops in between downloads it next time instead of paying for it again."""
+
+    url: str
     cost: float | None = None  #: what the provider reported this cost, in its own unit
 
 
@@ -134,8 +146,13 @@ class Provider:
     async def aclose(self) -> None:
         """Release connections; called once when the run ends."""
 
-    async def synthesize(self, request: Request) -> Audio:
+    async def synthesize(self, request: Request) -> Audio | Stored:
+        """The audio, or (when the voice asks the API to keep it) where the paid result waits."""
         raise NotImplementedError(f"{self.kind} is not a synchronous provider")
+
+    async def fetch(self, request: Request, url: str) -> Audio:
+        """Download the `Stored` result of `request`. Raises ResultExpired once it is gone."""
+        raise NotImplementedError(f"{self.kind} does not store results")
 
     async def submit(self, request: Request) -> Submission:
         raise NotImplementedError(f"{self.kind} has no tasks")

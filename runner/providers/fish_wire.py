@@ -26,6 +26,7 @@ from runner.errors import (
     PermanentError,
     ProviderError,
     RateLimited,
+    ResultExpired,
     TransientError,
     Unauthorized,
 )
@@ -47,6 +48,8 @@ __all__ = [
 #: NOTE: neither seed says how long a result URL lives; a day is assumed (as the sandbox
 #: does). It only ranks a download among others; any download goes before new work.
 RESULT_TTL: Final = 24 * 3600.0
+#: Statuses of a result URL whose audio is gone, once retrying has not brought it back.
+GONE: Final = frozenset({404, 410})
 JSON: Final = "application/json"
 MSGPACK: Final = "application/msgpack"
 
@@ -150,7 +153,8 @@ async def fetch_result(
     """Download a paid result from `url` (resolved against `base`), verified, with retries.
 
     No credential goes with it: the URL is the capability, and it may point at another host.
-    A paid result goes ahead of new work in the account's limiter.
+    A paid result goes ahead of new work in the account's limiter. A URL that still answers
+    404 or 410 after the retries raises ResultExpired: the audio must be requested again.
     """
     target = urljoin(base + "/", url)
     if urlsplit(target).scheme not in ("http", "https"):
@@ -181,7 +185,16 @@ async def fetch_result(
             raise CorruptResult(f"{what}: {exc}", account=_of(http)) from exc
         return data
 
-    return await http.retrying(fetch, what)
+    try:
+        return await http.retrying(fetch, what)
+    except TransientError as exc:
+        if exc.status in GONE:
+            raise ResultExpired(
+                f"{what}: {provider} no longer has the result (HTTP {exc.status})",
+                account=_of(http),
+                status=exc.status,
+            ) from exc
+        raise
 
 
 def _of(http: Http) -> str:

@@ -2,7 +2,7 @@
 
     POST /api/v1/fish-audio/tts       headers `model: s1 | s2-pro`, `Authorization: <token>`
         stream true  → the audio, with X-Characters, X-Cost (yuan) and X-Task-Id headers
-        stream false → {url, chars, cost, task_id}; the audio is then fetched from `url`
+        stream false → {url, chars, cost, task_id}: a `Stored` result, fetched from `url`
     POST /model (multipart) · GET /model/list (paged) · DELETE /model/delete?model_id=
 
 The body uses the official Fish `TTSRequest` names. It carries the text and exactly what the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -35,7 +34,7 @@ from runner.errors import (
 from runner.manifest.params import FileRef, ParamValue
 from runner.manifest.voice_params import PARAMS
 from runner.plans import PRESETS, PlanPreset
-from runner.providers.base import Audio, Mode, Provider, Request, VoiceModel
+from runner.providers.base import Audio, Mode, Provider, Request, Stored, VoiceModel
 from runner.providers.context import ProviderContext
 from runner.providers.files import read_reference
 from runner.providers.fish_voice_files import VOICE_TYPES, voice_files
@@ -67,14 +66,6 @@ PAGE_SIZE: Final = 100  #: the largest page the list accepts
 MAX_PAGES: Final = 10_000  #: a server that always says has_more must not keep us forever
 
 
-@dataclass(frozen=True)
-class _Stored:
-    """A stream=false result: paid, and waiting at `url`."""
-
-    url: str
-    cost: float | None
-
-
 class FishYunTTSProvider(Provider):
     mode: ClassVar[Mode] = Mode.SYNC
     kind: ClassVar[str] = "fish_yuntts"
@@ -102,7 +93,7 @@ class FishYunTTSProvider(Provider):
 
     # -- synthesis ---------------------------------------------------------------------------
 
-    async def synthesize(self, request: Request) -> Audio:
+    async def synthesize(self, request: Request) -> Audio | Stored:
         params = request.params
         fmt = str(params.get("format", "mp3"))
         body = await self.body(request)
@@ -115,7 +106,7 @@ class FishYunTTSProvider(Provider):
         what = f"segment {request.key[:12]}"
         voice = _voice_name(params)
 
-        async def paid() -> Audio | _Stored:
+        async def paid() -> Audio | Stored:
             reply = await self.http.send(
                 "POST", f"{self.base}{API}/tts", data=data, headers=headers, on_send=request.on_send
             )
@@ -127,19 +118,22 @@ class FishYunTTSProvider(Provider):
                 return Audio(audio, fmt, _pcm_rate(params), _number(cost))
             return self._stored(reply, what)
 
-        result = await self.http.retrying(paid, what)
-        if isinstance(result, Audio):
-            return result
+        return await self.http.retrying(paid, what)
+
+    async def fetch(self, request: Request, url: str) -> Audio:
+        """The audio of a stream=false result (its cost was counted when it was stored)."""
+        params = request.params
+        fmt = str(params.get("format", "mp3"))
         audio = await fetch_result(
             self.http,
-            result.url,
+            url,
             fmt,
             base=self.base,
             sample_rate=_sample_rate(params),
-            what=f"{what} (download)",
+            what=f"segment {request.key[:12]} (download)",
             provider=PROVIDER,
         )
-        return Audio(audio, fmt, _pcm_rate(params), result.cost)
+        return Audio(audio, fmt, _pcm_rate(params))
 
     async def body(self, request: Request) -> dict[str, object]:
         """The TTS body: the text, the voice, what the voice sets, and the reply's shape."""
@@ -184,7 +178,7 @@ class FishYunTTSProvider(Provider):
             self._recordings[ref.sha256] = known
         return known
 
-    def _stored(self, reply: Reply, what: str) -> _Stored:
+    def _stored(self, reply: Reply, what: str) -> Stored:
         reply_object = decode_object(reply)
         url = reply_object.get("url") if reply_object else None
         if not reply_object or not isinstance(url, str) or not url:
@@ -197,7 +191,7 @@ class FishYunTTSProvider(Provider):
                 account=self.account,
             )
         cost = reply_object.get("cost")
-        return _Stored(url, float(cost) if isinstance(cost, int | float) else None)
+        return Stored(url, float(cost) if isinstance(cost, int | float) else None)
 
     # -- errors ------------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
     POST /api/open/tts    Authorization: Bearer <token>; JSON, or MessagePack when the
                           account sets `msgpack: true`
         cache false → the audio bytes (audio/mpeg for mp3)
-        cache true  → {success, audio_url, format, characters_used, quota_remaining}; the audio
-                      is then fetched from audio_url
+        cache true  → {success, audio_url, format, characters_used, quota_remaining}: a
+                      `Stored` result, fetched from audio_url
 
 The body carries `reference_id` and `text`, exactly what the voice sets, and always `format` and
 `cache`, which decide what the reply is. Errors are `{"error", "details", "code"}`; 429 means
@@ -28,7 +28,7 @@ from runner.errors import (
     Unauthorized,
     Unsupported,
 )
-from runner.providers.base import Audio, Mode, Provider, Quota, Request
+from runner.providers.base import Audio, Mode, Provider, Quota, Request, Stored
 from runner.providers.context import ProviderContext
 from runner.providers.fish_wire import (
     audio_body,
@@ -91,7 +91,7 @@ class FishAudioNetProvider(Provider):
         body["cache"] = params.get("cache", False) is True
         return body
 
-    async def synthesize(self, request: Request) -> Audio:
+    async def synthesize(self, request: Request) -> Audio | Stored:
         body = self.body(request)
         fmt, voice = str(body["format"]), str(body["reference_id"])
         data, content_type = encode_body(body, packed=self.packed)
@@ -99,7 +99,7 @@ class FishAudioNetProvider(Provider):
         what = f"segment {request.key[:12]}"
         rate = PCM_RATE if fmt == "pcm" else None
 
-        async def paid() -> Audio | tuple[str, float]:
+        async def paid() -> Audio | Stored:
             reply = await self.http.send(
                 "POST", f"{self.base}{PATH}", data=data, headers=headers, on_send=request.on_send
             )
@@ -110,22 +110,24 @@ class FishAudioNetProvider(Provider):
                 return Audio(audio, fmt, rate, cost=float(len(request.text)))
             return self._cached(reply, fmt, what, len(request.text))
 
-        result = await self.http.retrying(paid, what)
-        if isinstance(result, Audio):
-            return result
-        url, cost = result
+        return await self.http.retrying(paid, what)
+
+    async def fetch(self, request: Request, url: str) -> Audio:
+        """The audio of a cache=true result (its cost was counted when it was stored)."""
+        fmt = str(request.params.get("format", "mp3"))
+        rate = PCM_RATE if fmt == "pcm" else None
         audio = await fetch_result(
             self.http,
             url,
             fmt,
             base=self.base,
             sample_rate=rate,
-            what=f"{what} (download)",
+            what=f"segment {request.key[:12]} (download)",
             provider=PROVIDER,
         )
-        return Audio(audio, fmt, rate, cost=cost)
+        return Audio(audio, fmt, rate)
 
-    def _cached(self, reply: Reply, fmt: str, what: str, chars: int) -> tuple[str, float]:
+    def _cached(self, reply: Reply, fmt: str, what: str, chars: int) -> Stored:
         """The URL and cost of a cache=true reply; remembers the quota it reports."""
         found = decode_object(reply) or {}
         url = found.get("audio_url")
@@ -149,7 +151,7 @@ class FishAudioNetProvider(Provider):
                 float(remaining), None, "credits", {"source": "the last cache=true reply"}
             )
         used = found.get("characters_used")
-        return url, float(used) if isinstance(used, int | float) else float(chars)
+        return Stored(url, float(used) if isinstance(used, int | float) else float(chars))
 
     def error(self, reply: Reply, what: str, voice: str) -> ProviderError:
         """The error tree's reading of a non-200 reply."""

@@ -189,8 +189,19 @@ class SegmentTable(Database):
     def mark_submitted(self, key: str, task_id: str) -> None:
         self._set(key, True, state=SegmentState.SUBMITTED.value, task_id=task_id)
 
-    def mark_ready(self, key: str, url: str, url_expires_at: float | None) -> None:
-        self._set(key, True, state=SegmentState.READY.value, url=url, url_expires_at=url_expires_at)
+    def mark_ready(
+        self, key: str, url: str, url_expires_at: float | None, cost: float | None = None
+    ) -> None:
+        """A paid result waits at `url`: durably, before anything else happens to it."""
+        paid = {} if cost is None else {"cost": cost}
+        self._set(
+            key,
+            True,
+            state=SegmentState.READY.value,
+            url=url,
+            url_expires_at=url_expires_at,
+            **paid,
+        )
 
     def mark_done(
         self,

@@ -30,7 +30,7 @@ from runner.manifest import load_manifests
 from runner.manifest.params import FileRef, hash_file
 from runner.plan import expand, iter_segments
 from runner.plans import PRESETS
-from runner.providers.base import Request
+from runner.providers.base import Request, Stored
 from runner.providers.fish_yuntts import FishYunTTSProvider
 from runner.sandbox import (
     AccountConfig,
@@ -175,14 +175,19 @@ async def test_stream_false_pays_once_and_downloads_the_url(
     fish: Sandbox, provider_for: Any
 ) -> None:
     provider = provider_for(fish)
-    audio = await provider.synthesize(ask(reference_id="alice", stream=False, format="wav"))
+    request = ask(reference_id="alice", stream=False, format="wav")
+    stored = await provider.synthesize(request)
+    assert isinstance(stored, Stored)
+    assert [e.operation.value for e in fish.ledger.entries("fish_yuntts")] == ["synthesize"]
+    audio = await provider.fetch(request, stored.url)
     assert audio.data[:4] == b"RIFF"
     entries = fish.ledger.entries("fish_yuntts")
     assert [(e.operation.value, e.status) for e in entries] == [
         ("synthesize", 200),
         ("download", 200),
     ]
-    assert audio.cost == pytest.approx(entries[0].cost)
+    assert stored.cost == pytest.approx(entries[0].cost)
+    assert audio.cost is None  # counted once, when it was stored
     assert fish.deviations.snapshot() == ()
 
 
@@ -195,7 +200,10 @@ async def test_a_failed_download_is_fetched_again_never_paid_again(
     fish.faults["fish_yuntts"].enqueue(fault, endpoint="{name}", count=2)
     log = EventLog()
     provider = provider_for(fish, log=log)
-    audio = await provider.synthesize(ask(reference_id="alice", stream=False, format="wav"))
+    request = ask(reference_id="alice", stream=False, format="wav")
+    stored = await provider.synthesize(request)
+    assert isinstance(stored, Stored)
+    audio = await provider.fetch(request, stored.url)
     assert audio.data[:4] == b"RIFF"
     entries = fish.ledger.entries("fish_yuntts")
     assert [e.operation.value for e in entries] == ["synthesize", *["download"] * 3]

@@ -20,7 +20,7 @@ from runner.errors import (
     Unsupported,
 )
 from runner.events import Events
-from runner.providers.base import Request
+from runner.providers.base import Request, Stored
 from runner.providers.fishaudio_net import FishAudioNetProvider
 from runner.sandbox import (
     AccountConfig,
@@ -127,9 +127,14 @@ async def test_cache_true_downloads_the_url_and_learns_the_quota(
     provider = provider_for(net.urls["fishaudio_net"], msgpack=packed)
     with pytest.raises(Unsupported, match="only in replies to cache=true"):
         await provider.quota()
-    audio = await provider.synthesize(ask(reference_id="voiceA", format="wav", cache=True))
+    request = ask(reference_id="voiceA", format="wav", cache=True)
+    stored = await provider.synthesize(request)
+    assert isinstance(stored, Stored)
+    assert stored.cost == len(TEXT)  # characters_used
+    assert [e.operation.value for e in net.ledger.entries()] == ["synthesize"]
+    audio = await provider.fetch(request, stored.url)
     assert audio.data[:4] == b"RIFF"
-    assert audio.cost == len(TEXT)  # characters_used
+    assert audio.cost is None  # counted once, when it was stored
     assert [e.operation.value for e in net.ledger.entries()] == ["synthesize", "download"]
     quota = await provider.quota()
     assert (quota.remaining, quota.unit) == (1e6 - len(TEXT), "credits")
@@ -144,7 +149,10 @@ async def test_a_failed_download_is_fetched_again_never_paid_again(
 ) -> None:
     net.faults["fishaudio_net"].enqueue(fault, endpoint="{name}", count=2)
     provider = provider_for(net.urls["fishaudio_net"])
-    audio = await provider.synthesize(ask(reference_id="voiceA", format="wav", cache=True))
+    request = ask(reference_id="voiceA", format="wav", cache=True)
+    stored = await provider.synthesize(request)
+    assert isinstance(stored, Stored)
+    audio = await provider.fetch(request, stored.url)
     assert audio.data[:4] == b"RIFF"
     entries = net.ledger.entries()
     assert [e.operation.value for e in entries] == ["synthesize", *["download"] * 3]
