@@ -191,6 +191,56 @@ def test_forking_engine_speaks_alike_whatever_came_before() -> None:
         second.close()
 
 
+def test_a_chapter_level_is_remembered_and_a_damaged_record_measured_again(
+    tmp_path: Path,
+) -> None:
+    from runner.levels import Level, measure
+
+    (tmp_path / "book.yaml").write_text(
+        "texts:\n  - {id: ch, text: 'The first line. The second line. The third line.'}\n"
+    )
+    manifest = load_manifest(tmp_path / "book.yaml")
+    (chapter,) = expand(manifest).chapters
+    state = tmp_path / "state"
+    rng = np.random.default_rng(7)
+    rows = {}
+    for segment in chapter.segments:
+        path = state / "cache" / segment.key[:2] / f"{segment.key}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _wav(path, 0.2 * rng.standard_normal(16000))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        rows[segment.key] = SegmentAudio(segment.key, ".wav", digest, 16000, 1.0)
+
+    def same(a: Level, b: Level) -> bool:
+        return (a.rate, a.frames, a.peak) == (b.rate, b.frames, b.peak) and bool(
+            np.array_equal(a.blocks, b.blocks)
+        )
+
+    first = measure(manifest, chapter, rows, state)
+    assert first.rate == 16000
+    assert first.frames >= 16000 * len(chapter.segments)
+    assert -30 < first.loudness < -5  # noise at 0.2 RMS, not silence
+    (record,) = (state / "levels").glob("*/*.level")
+    data = bytearray(record.read_bytes())
+    data[-3] ^= 0xFF  # bit rot in the blocks: the record's digest no longer matches
+    record.write_bytes(bytes(data))
+    assert same(measure(manifest, chapter, rows, state), first)  # decoded and measured again
+    assert record.read_bytes() != bytes(data)  # and kept again, intact
+    audio = state / "cache"
+    shutil.move(audio, tmp_path / "audio-aside")  # nothing left to decode: only the record
+    assert same(measure(manifest, chapter, rows, state), first)
+    # A level kept by earlier versions (.npz) is read, and kept in the new form instead.
+    old = record.with_suffix(".npz")
+    np.savez(old, stats=np.array([first.rate, first.frames, first.peak]), blocks=first.blocks)
+    record.unlink()
+    assert same(measure(manifest, chapter, rows, state), first)
+    assert not old.exists()
+    assert record.exists()
+    record.unlink()
+    with pytest.raises(FileNotFoundError):  # with no record and no audio, it must decode
+        measure(manifest, chapter, rows, state)
+
+
 def test_lean_reads_of_the_state_agree_with_its_rows(tmp_path: Path) -> None:
     from runner.plan import Segment
     from runner.store import SegmentState, Store

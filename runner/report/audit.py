@@ -72,7 +72,8 @@ class Take(NamedTuple):
 
     @property
     def file(self) -> str:
-        return os.path.join(self.root, self.audio.path)
+        path = self.audio.path
+        return f"{self.root}/{path}" if self.root and not path.startswith("/") else path
 
 
 def suspicious(
@@ -88,6 +89,8 @@ def suspicious(
         median = paces.get(take.manner, 0.0)
         ratio = pace / median if median else 1.0
         level = _remembered_level(take, known)
+        if FAST <= ratio <= SLOW and level is not None and level >= SILENT_DBFS:
+            continue  # the usual case, decided without building a list
         problems = _problems(ratio, level)
         if problems:
             found.append(
