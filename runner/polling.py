@@ -11,6 +11,9 @@ The schedule: the first poll at the expected time, up to a tenth later and never
 poll that finds the task still processing spends a request of the account's budget); if the
 task is still processing, then after a tenth of the expected time, growing by half each poll,
 capped, with ±10 % jitter; the jitter keeps tasks submitted together from polling in lockstep.
+No wait after a "still processing" poll is longer than 15 % of the task's age: an expected
+time that is far off (the prior's guess, a fit from three tasks) does not delay by as much the
+moment a finished task is noticed.
 With a good fit, a task is polled once or twice and its completion is noticed within a small
 fraction of its processing time.
 Until a few tasks have finished, the expected time is only the prior's guess: first polls then
@@ -36,6 +39,9 @@ JITTER: Final = 0.1
 FITTED_AFTER: Final = 3  #: finished tasks before the fit replaces the prior
 UNFITTED_FIRST_POLL: Final = 0.25  #: of the prior's expected time
 REFERENCE_CHARS: Final = 200  #: a typical segment, to tell how much a new fit moves
+#: A poll after one that found the task still processing comes within this share of the
+#: task's age: however wrong the expected time, completion is noticed that soon after it.
+CATCH_UP: Final = 0.15
 
 
 @dataclass
@@ -116,5 +122,6 @@ class ProcessingModel:
         if polls == 0:
             wait = expected * UNFITTED_FIRST_POLL - elapsed
         else:
-            wait = min(MAX_INTERVAL, max(MIN_INTERVAL, expected * 0.1 * 1.5 ** (polls - 1)))
+            step = min(expected * 0.1 * 1.5 ** (polls - 1), CATCH_UP * elapsed)
+            wait = min(MAX_INTERVAL, max(MIN_INTERVAL, step))
         return max(MIN_INTERVAL, wait) * self.rng.uniform(1 - JITTER, 1 + JITTER)

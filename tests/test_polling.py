@@ -8,7 +8,7 @@ import time
 import anyio
 import pytest
 
-from runner.polling import MAX_INTERVAL, ProcessingModel
+from runner.polling import CATCH_UP, MAX_INTERVAL, ProcessingModel
 
 
 def test_it_learns_base_and_per_character_time_from_finished_tasks() -> None:
@@ -49,10 +49,26 @@ def test_first_poll_at_the_expected_time_then_backing_off_with_jitter_up_to_a_ca
     # tenth after it.
     assert min(firsts) >= 8.0
     assert max(firsts) <= 10.0 * 1.1 - 2.0
-    delays = [model.delay(50, elapsed=10.0, polls=n) for n in range(1, 12)]
+    elapsed, delays = 10.0, []
+    for n in range(1, 12):
+        delays.append(model.delay(50, elapsed=elapsed, polls=n))
+        elapsed += delays[-1]
     assert 1.0 * 0.9 <= delays[0] <= 1.0 * 1.1  # a tenth of the expected time
-    assert delays[3] > delays[0] * 2  # growing by half each poll
+    assert delays[5] > delays[0] * 2  # growing each poll (by half, as far as the age allows)
     assert max(delays) <= MAX_INTERVAL * 1.1
+
+
+def test_after_a_busy_poll_the_next_comes_within_a_share_of_the_tasks_age() -> None:
+    """However wrong the expected time, a task found still processing is polled again within
+    CATCH_UP of its age: its completion is noticed that soon after it happens."""
+    model = ProcessingModel(base=100.0, per_char=0.0, rng=random.Random(5))
+    model.learn([(50, 99.0, 101.0)] * 3)  # fitted: 100 s, yet this task is 10 s old
+    delays = [model.delay(50, elapsed=10.0, polls=1) for _ in range(50)]
+    # a tenth of the expected time would be 10 s: as long again as the task has run
+    assert min(delays) >= CATCH_UP * 10.0 * 0.9
+    assert max(delays) <= CATCH_UP * 10.0 * 1.1
+    # A task stuck far past its expected time still backs off to the cap.
+    assert model.delay(50, elapsed=1000.0, polls=8) >= MAX_INTERVAL * 0.9
 
 
 def test_until_tasks_have_finished_the_first_poll_comes_at_a_quarter_of_the_prior() -> None:
