@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from support import reap_started
 
 
 @pytest.fixture
@@ -17,3 +20,10 @@ def _own_account_history(
     monkeypatch.setenv("TTS_RUNNER_HOME", str(tmp_path_factory.mktemp("home")))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
     monkeypatch.delenv("TTS_RUNNER_PROVIDERS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _reap_started_runs() -> Iterator[None]:
+    """No run a test started in the background outlives the test."""
+    yield
+    reap_started()

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +23,19 @@ class Completed:
 
     def events(self, kind: str | None = None) -> list[dict[str, object]]:
         """The JSON-log events on stderr (optionally only those of one kind)."""
-        found = []
-        for line in self.stderr.splitlines():
-            if line.startswith("{"):
-                event = json.loads(line)
-                if kind is None or event["event"] == kind:
-                    found.append(event)
-        return found
+        return json_events(self.stderr, kind)
+
+
+def json_events(text: str, kind: str | None = None) -> list[dict[str, object]]:
+    """The JSON-log events in `text` (optionally only those of one kind); a line a running
+    process has not finished writing is left out."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{") and line.endswith("}"):
+            event = json.loads(line)
+            if kind is None or event["event"] == kind:
+                found.append(event)
+    return found
 
 
 def tts_runner(
@@ -46,6 +53,46 @@ def tts_runner(
         check=False,
     )
     return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+_started: list[subprocess.Popen[bytes]] = []
+
+
+def start_runner(
+    *args: str, cwd: Path, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`python -m runner ARGS` in the background, its stderr to `log`. Whatever the test
+    asserts, the process is killed when the test ends (`reap_started`, in conftest.py)."""
+    with log.open("wb") as stderr:  # the child keeps its own descriptor
+        child = subprocess.Popen(
+            [sys.executable, "-m", "runner", *args],
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    _started.append(child)
+    return child
+
+
+def reap_started() -> None:
+    """Kill and wait for every process `start_runner` started that still runs."""
+    while _started:
+        child = _started.pop()
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=10)
+
+
+def wait_for_events(
+    log: Path, kind: str, count: int, proc: subprocess.Popen[bytes], limit: float = 60
+) -> None:
+    """Until the process writing `log` has logged `count` events of `kind`."""
+    deadline = time.monotonic() + limit
+    while len(json_events(log.read_text(errors="replace"), kind)) < count:
+        assert proc.poll() is None, f"the run ended before {count} {kind} events"
+        assert time.monotonic() < deadline, f"no {count} {kind} events in {limit} s"
+        time.sleep(0.02)
 
 
 def english_prose(sentences: int, seed: int = 0) -> str:

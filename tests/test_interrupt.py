@@ -9,14 +9,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import english_prose, tts_runner
+from support import english_prose, json_events, start_runner, tts_runner, wait_for_events
 
 TEXTS = 20
 
@@ -32,50 +29,12 @@ def book(tmp_path: Path) -> Path:
     return tmp_path / "book.yaml"
 
 
-_children: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    """Whatever a test asserts, no run it started outlives it."""
-    yield
-    while _children:
-        child = _children.pop()
-        if child.poll() is None:
-            child.kill()
-        child.wait(timeout=10)
-
-
 def _start(manifest: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    with log.open("wb") as stderr:  # the child keeps its own descriptor
-        child = subprocess.Popen(
-            [sys.executable, "-m", "runner", "run", manifest.name, "--json-log", *extra],
-            cwd=manifest.parent,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    _children.append(child)
-    return child
+    return start_runner("run", manifest.name, "--json-log", *extra, cwd=manifest.parent, log=log)
 
 
 def _events(log: Path, kind: str) -> list[dict[str, object]]:
-    found = []
-    for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("{") and line.endswith("}"):
-            event = json.loads(line)
-            if event["event"] == kind:
-                found.append(event)
-    return found
-
-
-def _wait_for(
-    log: Path, kind: str, count: int, proc: subprocess.Popen[bytes], limit: float = 60
-) -> None:
-    deadline = time.monotonic() + limit
-    while len(_events(log, kind)) < count:
-        assert proc.poll() is None, f"the run ended before {count} {kind} events"
-        assert time.monotonic() < deadline, f"no {count} {kind} events in {limit} s"
-        time.sleep(0.02)
+    return json_events(log.read_text(errors="replace"), kind)
 
 
 def _outputs(manifest: Path) -> dict[str, str]:
@@ -90,7 +49,7 @@ def test_kill_9_then_resume_completes_without_synthesising_anything_twice(
     for kill_after in (8, 30):
         log = tmp_path / f"killed-{kill_after}.log"
         proc = _start(book, log)
-        _wait_for(log, "segment_done", kill_after, proc)
+        wait_for_events(log, "segment_done", kill_after, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         assert proc.returncode == -signal.SIGKILL
@@ -123,7 +82,7 @@ def test_kill_9_then_resume_completes_without_synthesising_anything_twice(
 def test_sigterm_stops_cleanly_and_resumes(book: Path, tmp_path: Path) -> None:
     log = tmp_path / "term.log"
     proc = _start(book, log)
-    _wait_for(log, "segment_done", 5, proc)
+    wait_for_events(log, "segment_done", 5, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 3
     (summary,) = _events(log, "summary")
@@ -152,7 +111,7 @@ def test_second_run_on_the_same_state_exits_4_at_once(book: Path, tmp_path: Path
     log = tmp_path / "first.log"
     first = _start(book, log)
     try:
-        _wait_for(log, "segment_done", 1, first)
+        wait_for_events(log, "segment_done", 1, first)
         before = _outputs(book)
         second = tts_runner("run", book.name, "--json-log", cwd=book.parent)
         assert second.code == 4
@@ -167,7 +126,7 @@ def test_second_run_on_the_same_state_exits_4_at_once(book: Path, tmp_path: Path
 def test_lock_of_a_killed_run_is_taken_over(book: Path, tmp_path: Path) -> None:
     log = tmp_path / "killed.log"
     proc = _start(book, log)
-    _wait_for(log, "segment_done", 1, proc)
+    wait_for_events(log, "segment_done", 1, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     again = tts_runner("run", book.name, "--json-log", "--deadline", "0.5s", cwd=book.parent)

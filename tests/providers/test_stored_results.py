@@ -8,27 +8,24 @@ Each test runs against both providers' emulators, over loopback HTTP.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support import tts_runner, wav_stats
+from support import json_events, start_runner, tts_runner, wait_for_events, wav_stats
 
 from runner.sandbox import (
     AccountConfig,
     FaultConfig,
     FishAudioNetConfig,
     FishYunTTSConfig,
+    LedgerEntry,
     Sandbox,
     SandboxConfig,
     SandboxThread,
 )
-from runner.store import SegmentState, Store
+from runner.store import SegmentRow, SegmentState, Store
 
 from .runs import InProcessRun, run_in_process
 
@@ -83,11 +80,11 @@ async def box() -> AsyncIterator[Sandbox]:
         yield sandbox
 
 
-def synths(box: Sandbox, kind: str) -> list[object]:
+def synths(box: Sandbox, kind: str) -> list[LedgerEntry]:
     return [e for e in box.ledger.entries(kind) if e.operation.value == "synthesize"]
 
 
-def rows_in(run: InProcessRun, state: SegmentState) -> list[object]:
+def rows_in(run: InProcessRun, state: SegmentState) -> list[SegmentRow]:
     with Store.open(run.state) as store:
         return list(store.in_state(state))
 
@@ -102,7 +99,7 @@ async def stored_but_not_downloaded(box: Sandbox, kind: str, tmp_path: Path) -> 
     ready = rows_in(first, SegmentState.READY)
     assert len(ready) == len(TEXTS)
     paid = {e.text_hash: e.cost for e in synths(box, kind)}
-    assert sorted(row.cost for row in ready) == sorted(paid.values())  # type: ignore[attr-defined]
+    assert sorted(row.cost for row in ready) == sorted(paid.values())
     assert len(first.events("result_stored")) == len(TEXTS)
     return first
 
@@ -120,7 +117,7 @@ async def test_a_stored_result_whose_download_failed_is_downloaded_next_run_not_
     box: Sandbox, kind: str, tmp_path: Path
 ) -> None:
     first = await stored_but_not_downloaded(box, kind, tmp_path)
-    spent = sum(e.cost for e in synths(box, kind))  # type: ignore[attr-defined]
+    spent = sum(e.cost for e in synths(box, kind))
     assert first.result.stats.accounts["acct"].cost == pytest.approx(spent)  # counted when paid
     second = await run_in_process(tmp_path, manifest(box.urls[kind], kind), ENV)
     assert second.result.exit_code == 0
@@ -129,7 +126,7 @@ async def test_a_stored_result_whose_download_failed_is_downloaded_next_run_not_
     account = second.result.stats.accounts["acct"]
     assert (account.synthesized, account.re_requests, account.cost) == (len(TEXTS), 0, 0.0)
     done = rows_in(second, SegmentState.DONE)
-    assert sum(row.cost for row in done) == pytest.approx(spent)  # type: ignore[attr-defined]
+    assert sum(row.cost for row in done) == pytest.approx(spent)
     chapters_ok(tmp_path)
 
 
@@ -139,7 +136,7 @@ async def test_a_stored_result_that_expired_is_requested_again_with_a_warning(
     box: Sandbox, kind: str, tmp_path: Path
 ) -> None:
     first = await stored_but_not_downloaded(box, kind, tmp_path)
-    keys = {row.key for row in rows_in(first, SegmentState.READY)}  # type: ignore[attr-defined]
+    keys = {row.key for row in rows_in(first, SegmentState.READY)}
     box.clock.advance(DAY + 60)  # the emulators keep a stored result for a day
     second = await run_in_process(tmp_path, manifest(box.urls[kind], kind), ENV)
     assert second.result.exit_code == 0
@@ -191,40 +188,14 @@ async def test_a_stored_result_still_corrupt_after_every_download_is_requested_a
 # -- kill -9 between the paid reply and its download -----------------------------------------
 
 
-_children: list[subprocess.Popen[bytes]] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    while _children:
-        child = _children.pop()
-        if child.poll() is None:
-            child.kill()
-        child.wait(timeout=10)
-
-
 def _killed_when(directory: Path, event: str) -> list[dict[str, object]]:
     """Start `tts-runner run`, kill -9 it once it logs `event`; its events up to then."""
     log = directory / "killed.log"
-    with log.open("wb") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "runner", "run", "book.yaml", "--json-log"],
-            cwd=directory,
-            env={**os.environ, **ENV},
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    _children.append(child)
-    deadline = time.monotonic() + 60
-    while event not in log.read_text(errors="replace"):
-        assert child.poll() is None, log.read_text(errors="replace")
-        assert time.monotonic() < deadline, f"no {event} event in 60 s"
-        time.sleep(0.02)
+    child = start_runner("run", "book.yaml", "--json-log", cwd=directory, log=log, env=ENV)
+    wait_for_events(log, event, 1, child)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
-    lines = log.read_text(errors="replace").splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
+    return json_events(log.read_text(errors="replace"))
 
 
 @KINDS
@@ -256,7 +227,7 @@ def test_collect_never_resends_a_request_left_unanswered_run_does_and_counts_it(
     with SandboxThread(CONFIG) as box:
         (tmp_path / "book.yaml").write_text(manifest(box.urls[kind], kind, TEXTS[:1]))
         box.enqueue_fault(kind, "slow", endpoint="tts")  # the synthesis request hangs
-        _killed_when(tmp_path, '"event": "request"')
+        _killed_when(tmp_path, "request")
         collected = tts_runner("collect", "book.yaml", "--json-log", cwd=tmp_path, env=ENV)
         assert collected.code == 3, collected.stderr  # the segment is left for `run`
         assert collected.events("request") == []
