@@ -3,9 +3,13 @@
 Processing time grows with the text. We model it as `seconds = base + per_char × chars`, fitted
 by least squares to the tasks finished so far (the latest 200), starting from a prior until a
 few tasks are in. A finished task's processing time is only known to lie between its last
-"still processing" poll and its "done" poll; we take the midpoint. A task found done at its
-first poll only bounds its time from above, so the fit leans low and some tasks need a second
-poll.
+"still processing" poll and its "done" poll: such a bracketed task counts at the midpoint. A
+task found done at its first poll only bounds its time from above. Once a few tasks are
+bracketed, such a bound counts at the task's expected time given the bound (censored
+regression, fitted by EM, with a normal spread around the line learned from the bracketed
+tasks): a bound above the line says little, one below it pulls the line down. Before that,
+bounds count at their midpoints, which leans low on purpose: the next first polls come
+earlier, and the tasks they find still processing get bracketed.
 
 The schedule: the first poll at the expected time, up to a tenth later and never earlier (a
 poll that finds the task still processing spends a request of the account's budget); if the
@@ -22,6 +26,7 @@ come at a quarter of it, so the model learns from the first tasks instead of wai
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import deque
@@ -42,13 +47,16 @@ REFERENCE_CHARS: Final = 200  #: a typical segment, to tell how much a new fit m
 #: A poll after one that found the task still processing comes within this share of the
 #: task's age: however wrong the expected time, completion is noticed that soon after it.
 CATCH_UP: Final = 0.15
+MIN_SPREAD: Final = 0.05  #: of the expected time: the least spread the fit assumes
+EM_ROUNDS: Final = 20
 
 
 @dataclass
 class ProcessingModel:
     base: float = 2.0  #: prior: seconds every task takes
     per_char: float = 0.01  #: prior: seconds per character
-    history: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=200))
+    #: (chars, low, high) of the latest finished tasks; low 0: done at the first poll
+    history: deque[tuple[int, float, float]] = field(default_factory=lambda: deque(maxlen=200))
     rng: random.Random = field(default_factory=random.Random)
     _learned: anyio.Event | None = field(default=None, repr=False, compare=False)
 
@@ -63,7 +71,7 @@ class ProcessingModel:
         """Several `observe`s at once (e.g. what earlier runs recorded), oldest first."""
         was_fitted, before = self.fitted, self.expected(REFERENCE_CHARS)
         for chars, low, high in finished:
-            self.history.append((chars, max(0.0, (low + high) / 2)))
+            self.history.append((chars, max(0.0, low), max(0.0, high)))
         if finished and self.fitted:
             self._fit()
         after = self.expected(REFERENCE_CHARS)
@@ -88,24 +96,31 @@ class ProcessingModel:
             return
 
     def _fit(self) -> None:
-        xs = [float(c) for c, _ in self.history]
-        ys = [s for _, s in self.history]
-        n = len(xs)
-        mean_x, mean_y = sum(xs) / n, sum(ys) / n
-        var = sum((x - mean_x) ** 2 for x in xs)
-        if var <= 1e-9:  # all the same length: the slope is unknown, keep it
-            self.base = max(0.0, mean_y - self.per_char * mean_x)
-            return
-        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
-        base = mean_y - slope * mean_x
-        if base < 0:  # a negative intercept is noise: fit through the origin instead
-            base, slope = (
-                0.0,
-                sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs),
+        bracketed = [(c, (lo + hi) / 2) for c, lo, hi in self.history if lo > 0]
+        if len(bracketed) < FITTED_AFTER:
+            # Mostly upper bounds: take each at its midpoint. That leans low, on purpose: the
+            # next first polls come earlier, and the tasks they find still processing bracket
+            # their times from both sides.
+            self.base, self.per_char = _line(
+                [(c, (lo + hi) / 2) for c, lo, hi in self.history], self.per_char
             )
-        elif slope < 0:  # longer texts are not faster: a constant time
-            base, slope = mean_y, 0.0
-        self.per_char, self.base = slope, base
+            return
+        # A line through the bracketed times; a task found done at its first poll contributes
+        # the mean of its time given that bound (censored regression, fitted by EM with a
+        # spread learned from the bracketed tasks), not its midpoint, which would take it at
+        # half its time however close to the bound it really was.
+        base, per_char = _line(bracketed, self.per_char)
+        spread = _spread(bracketed, base, per_char)
+        for _ in range(EM_ROUNDS):
+            points = [
+                (c, _mean_below(base + per_char * c, spread, hi) if lo <= 0 else (lo + hi) / 2)
+                for c, lo, hi in self.history
+            ]
+            before = base + per_char * REFERENCE_CHARS
+            base, per_char = _line(points, per_char)
+            if abs(base + per_char * REFERENCE_CHARS - before) <= 0.001 * before:
+                break
+        self.base, self.per_char = base, per_char
 
     @property
     def fitted(self) -> bool:
@@ -125,3 +140,51 @@ class ProcessingModel:
             step = min(expected * 0.1 * 1.5 ** (polls - 1), CATCH_UP * elapsed)
             wait = min(MAX_INTERVAL, max(MIN_INTERVAL, step))
         return max(MIN_INTERVAL, wait) * self.rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+def _line(points: list[tuple[int, float]], per_char: float) -> tuple[float, float]:
+    """(base, per_char) of a least-squares line through (chars, seconds); `per_char` stands
+    when every point has the same length, which says nothing of the slope."""
+    xs = [float(c) for c, _ in points]
+    ys = [y for _, y in points]
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    var = sum((x - mean_x) ** 2 for x in xs)
+    if var <= 1e-9:
+        return max(0.0, mean_y - per_char * mean_x), per_char
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
+    base = mean_y - slope * mean_x
+    if base < 0:  # a negative intercept is noise: fit through the origin instead
+        return 0.0, sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs)
+    if slope < 0:  # longer texts are not faster: a constant time
+        return mean_y, 0.0
+    return base, slope
+
+
+def _spread(points: list[tuple[int, float]], base: float, per_char: float) -> float:
+    """How far bracketed times stray from the line, as a share of it (at least MIN_SPREAD)."""
+    shares = [(y - e) / e for c, y in points if (e := base + per_char * c) > 0]
+    if not shares:
+        return MIN_SPREAD
+    return max(MIN_SPREAD, math.sqrt(sum(s * s for s in shares) / len(shares)))
+
+
+def _mean_below(mu: float, spread: float, bound: float) -> float:
+    """E[T | T <= bound] for T ~ Normal(mu, (spread * mu)^2), T > 0: the expected time of a
+    task that was already done when polled at `bound` seconds."""
+    if mu <= 0:
+        return bound / 2
+    sigma = spread * mu
+    b, a = (bound - mu) / sigma, -mu / sigma
+    mass = _cdf(b) - _cdf(a)
+    if mass <= 0:  # the line is so far above the bound that the bound is all we know
+        return bound
+    return min(bound, max(0.0, mu + sigma * (_pdf(a) - _pdf(b)) / mass))
+
+
+def _pdf(z: float) -> float:
+    return math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+
+
+def _cdf(z: float) -> float:
+    return math.erfc(-z / math.sqrt(2)) / 2  # accurate far into the lower tail

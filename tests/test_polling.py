@@ -34,6 +34,35 @@ def test_a_negative_intercept_is_fitted_through_the_origin_not_as_a_steep_slope(
     assert model.expected(400) < 20.0
 
 
+def _truth(chars: int) -> float:
+    return 0.5 + 0.004 * chars
+
+
+LENGTHS = (50, 100, 150, 200, 250, 300)
+
+
+def test_tasks_found_done_at_their_first_poll_do_not_drag_the_fit_to_half_their_time() -> None:
+    """With a good fit most first polls come just after the task finished: each only bounds
+    its time from above. Taken at the midpoint of (0, bound] they would pull the line to
+    about half the real times (the next first polls then come too early, and need more)."""
+    model = ProcessingModel()
+    bracketed = [(c, 0.9 * _truth(c), 1.05 * _truth(c)) for c in LENGTHS]
+    bounded = [(c, 0.0, 1.08 * _truth(c)) for c in LENGTHS * 3]
+    model.learn(bracketed + bounded)
+    for chars in (50, 175, 300):
+        assert model.expected(chars) == pytest.approx(_truth(chars), rel=0.05)
+
+
+def test_tasks_done_well_before_their_first_poll_pull_the_fit_down() -> None:
+    """The provider got faster: tasks are found done at first polls long after they finished.
+    Their bounds alone, below the line, bring the expected times down."""
+    model = ProcessingModel()
+    model.learn([(c, 0.95 * _truth(c), 1.05 * _truth(c)) for c in LENGTHS])
+    assert model.expected(175) == pytest.approx(_truth(175), rel=0.02)
+    model.learn([(c, 0.0, 0.5 * _truth(c)) for c in LENGTHS * 5])
+    assert model.expected(175) < 0.65 * _truth(175)
+
+
 def test_longer_texts_never_expected_faster() -> None:
     model = ProcessingModel()
     model.learn([(10, 2.9, 3.1), (200, 0.9, 1.1), (100, 1.9, 2.1)])

@@ -135,9 +135,11 @@ async def test_processing_times_learned_by_one_run_time_the_first_polls_of_the_n
     assert second.result.exit_code == 0
     noticed = [float(e["seconds"]) for e in second.events("task_done")]  # type: ignore[arg-type]
     # Done at the first poll, the first run only learned "under ~2 s" (midpoint ~1 s): the
-    # next run starts from that, not from the prior, and keeps narrowing it.
+    # next run starts from that, not from the prior, and keeps narrowing it. A first poll
+    # timed by the prior would come no earlier than 1.8 s; the bound leaves room for a busy
+    # machine to stall the loop (a durable commit) between submit and poll.
     assert len(noticed) == 3
-    assert statistics.median(noticed) < 0.75 * min(unlearned), (unlearned, noticed)
+    assert statistics.median(noticed) < 1.6, (unlearned, noticed)
     with Store.open(second.state) as store:
         assert len(store.task_times("index")) == 6
 
