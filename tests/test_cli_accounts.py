@@ -277,6 +277,39 @@ def test_emotion_references_are_uploaded_listed_and_deleted(
 
 
 @pytest.mark.usefixtures("env")
+def test_a_reference_uploaded_by_hand_is_reused_by_the_next_run(
+    box: SandboxThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`refs upload` records the reference in the manifest's state (making the state if no
+    run has yet): a run naming the same audio as `emotion_ref:` speaks with it instead of
+    uploading it again and spending another of the account's 30."""
+    _wav(tmp_path / "joy.wav", 2.0)
+    manifest = tmp_path / "emotional.yaml"
+    manifest.write_text(
+        "providers:\n"
+        f"  index: {{kind: indextts, base_url: '{box.urls['indextts']}', {FAST}}}\n"
+        "voices:\n"
+        "  n: {provider: index, audio_id: VoiceAbc123, genre: 2, emotion_ref: joy.wav}\n"
+        "texts:\n"
+        "  - {id: a, voice: n, text: What a lovely morning it is.}\n",
+        encoding="utf-8",
+    )
+    code, out, _ = _cli(capsys, "refs", "upload", manifest, tmp_path / "joy.wav", "--json")
+    assert code == 0
+    (uploaded,) = json.loads(out)["uploaded"]
+    with Store.open(tmp_path / ".tts-runner") as store:
+        (recorded,) = store.assets("index", "emotion_ref")
+    assert recorded.remote_id == uploaded["emotion_path"]
+
+    code, _, _ = _cli(capsys, "run", manifest)
+    assert code == 0
+    references = box.call(lambda: list(box.sandbox.indextts.references))
+    assert references == [uploaded["emotion_path"]]  # none uploaded by the run
+    creates = [e for e in box.ledger("indextts") if e.endpoint.endswith("/tts/create")]
+    assert len(creates) == 1
+
+
+@pytest.mark.usefixtures("env")
 def test_quota_of_every_account_says_which_apis_do_not_tell(
     box: SandboxThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

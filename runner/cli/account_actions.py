@@ -4,12 +4,14 @@ over the adapter's own operations (see `runner.providers.base.Provider`)."""
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from runner.errors import UsageError
+from runner.manifest.params import hash_file
 from runner.providers.base import Provider, VoiceModel
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ class Action:
     arguments: Callable[[argparse.ArgumentParser], None] = _nothing
     check: Callable[[argparse.Namespace], None] = _nothing  #: before anything is sent
     writes_state: bool = False  #: the state's records of what the runner created are updated
+    #: it records something new: the manifest's state is created if no run made it yet
+    creates_state: bool = False
 
 
 def voice_line(voice: VoiceModel) -> str:
@@ -132,7 +136,11 @@ async def _refs_upload(provider: Provider, args: argparse.Namespace) -> Result:
     assets = _assets(provider)
     uploaded: list[Mapping[str, str]] = []
     for path in args.files:
+        sha256, _ = hash_file(path)
+        now = time.time()
         emotion_path = await assets.upload_reference(path)
+        # a run naming this audio as `emotion_ref:` reuses it instead of uploading it again
+        assets.remember_reference(sha256, emotion_path, now)
         uploaded.append({"file": str(path), "emotion_path": emotion_path})
     hours = assets.reference_ttl / 3600
     lines = [
@@ -178,6 +186,8 @@ ACTIONS: Final[Mapping[str, tuple[Action, ...]]] = {
             _refs_upload,
             arguments=_upload_arguments,
             check=_files_exist,
+            writes_state=True,
+            creates_state=True,
         ),
         Action(
             "delete",

@@ -161,6 +161,7 @@ async def connect(
     sandbox: bool,
     redactor: Redactor,
     store_dir: Path | None = None,
+    create_store: bool = False,
 ) -> AsyncIterator[Provider]:
     """The account's adapter, ready to use; closed (shielded) on the way out.
 
@@ -182,7 +183,7 @@ async def connect(
         for variable in account.credentials.values():
             redactor.add(env.get(variable, ""))
         store = None
-        if store_dir is not None and (store_dir / "state.db").is_file():
+        if store_dir is not None and (create_store or (store_dir / "state.db").is_file()):
             store = stack.enter_context(Store.open(store_dir))
         # paced like a run: a command right after one waits for its window, and the next run
         # counts the command's requests (a rehearsal's sandbox is a fresh account: no history)
@@ -244,7 +245,11 @@ def _handler(action: Action) -> Callable[[argparse.Namespace], int]:
 
         async def go() -> tuple[dict[str, object], list[str]]:
             async with connect(
-                account, sandbox=args.sandbox, redactor=redactor, store_dir=store_dir
+                account,
+                sandbox=args.sandbox,
+                redactor=redactor,
+                store_dir=store_dir,
+                create_store=action.creates_state,
             ) as provider:
                 return await action.perform(provider, args)
 

@@ -146,13 +146,27 @@ class IndexAssets:
                 store.forget_asset(self._account, REFERENCE, known.remote_id)
             await self._make_room()
             path = await self.upload_reference(ref.path)
-            if store is not None:
-                expires = now + self.reference_ttl
-                store.save_asset(
-                    AssetRow(self._account, REFERENCE, ref.sha256, path, now, expires, now)
-                )
+            self.remember_reference(ref.sha256, path, now)
             self.context.events.emit("reference_uploaded", account=self._account, emotion_path=path)
             return path
+
+    def remember_reference(self, sha256: str, emotion_path: str, uploaded_at: float) -> None:
+        """Record an uploaded reference: runs naming the same audio reuse it while it lives,
+        and count it against the account's cap."""
+        store = self.context.store
+        if store is not None:
+            expires = uploaded_at + self.reference_ttl
+            store.save_asset(
+                AssetRow(
+                    self._account,
+                    REFERENCE,
+                    sha256,
+                    emotion_path,
+                    uploaded_at,
+                    expires,
+                    uploaded_at,
+                )
+            )
 
     def forget_reference(self, params: Mapping[str, ParamValue]) -> None:
         ref = params.get("emotion_ref")
