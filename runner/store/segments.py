@@ -190,13 +190,20 @@ class SegmentTable(Database):
         self._set(key, True, state=SegmentState.SUBMITTED.value, task_id=task_id)
 
     def mark_ready(
-        self, key: str, url: str, url_expires_at: float | None, cost: float | None = None
+        self,
+        key: str,
+        url: str,
+        url_expires_at: float | None,
+        cost: float | None = None,
+        *,
+        durable: bool = True,
     ) -> None:
-        """A paid result waits at `url`: durably, before anything else happens to it."""
+        """A paid result waits at `url`: durably, before anything else happens to it, unless
+        the row's task id (already durable) leads to the result again."""
         paid = {} if cost is None else {"cost": cost}
         self._set(
             key,
-            True,
+            durable,
             state=SegmentState.READY.value,
             url=url,
             url_expires_at=url_expires_at,
