@@ -49,6 +49,7 @@ REFERENCE_CHARS: Final = 200  #: a typical segment, to tell how much a new fit m
 CATCH_UP: Final = 0.15
 MIN_SPREAD: Final = 0.05  #: of the expected time: the least spread the fit assumes
 EM_ROUNDS: Final = 20
+OUTLIER: Final = 5.0  #: spreads off the line: a bracketed time this far is left out of the fit
 
 
 @dataclass
@@ -97,6 +98,7 @@ class ProcessingModel:
 
     def _fit(self) -> None:
         bracketed = [(c, (lo + hi) / 2) for c, lo, hi in self.history if lo > 0]
+        bounded = [(c, lo, hi) for c, lo, hi in self.history if lo <= 0]
         if len(bracketed) < FITTED_AFTER:
             # Mostly upper bounds: take each at its midpoint. That leans low, on purpose: the
             # next first polls come earlier, and the tasks they find still processing bracket
@@ -109,13 +111,20 @@ class ProcessingModel:
         # the mean of its time given that bound (censored regression, fitted by EM with a
         # spread learned from the bracketed tasks), not its midpoint, which would take it at
         # half its time however close to the bound it really was.
+        # A bracketed time far off the line (a task held up for half an hour in the provider's
+        # queue) is left out: least squares would move every expected time by its share.
         base, per_char = _line(bracketed, self.per_char)
+        for _ in range(3):
+            typical = _typical_distance(bracketed, base, per_char)
+            kept = [(c, y) for c, y in bracketed if _near(y, base + per_char * c, typical)]
+            if len(kept) == len(bracketed) or len(kept) < FITTED_AFTER:
+                break
+            bracketed = kept
+            base, per_char = _line(bracketed, per_char)
         spread = _spread(bracketed, base, per_char)
         for _ in range(EM_ROUNDS):
-            points = [
-                (c, _mean_below(base + per_char * c, spread, hi) if lo <= 0 else (lo + hi) / 2)
-                for c, lo, hi in self.history
-            ]
+            points = [(c, _mean_below(base + per_char * c, spread, hi)) for c, _, hi in bounded]
+            points += bracketed
             before = base + per_char * REFERENCE_CHARS
             base, per_char = _line(points, per_char)
             if abs(base + per_char * REFERENCE_CHARS - before) <= 0.001 * before:
@@ -162,11 +171,27 @@ def _line(points: list[tuple[int, float]], per_char: float) -> tuple[float, floa
 
 
 def _spread(points: list[tuple[int, float]], base: float, per_char: float) -> float:
-    """How far bracketed times stray from the line, as a share of it (at least MIN_SPREAD)."""
+    """How far bracketed times stray from the line, as a share of it (root mean square, at
+    least MIN_SPREAD)."""
     shares = [(y - e) / e for c, y in points if (e := base + per_char * c) > 0]
     if not shares:
         return MIN_SPREAD
     return max(MIN_SPREAD, math.sqrt(sum(s * s for s in shares) / len(shares)))
+
+
+def _typical_distance(points: list[tuple[int, float]], base: float, per_char: float) -> float:
+    """The standard deviation a normal spread around the line with the same median distance
+    would have (as a share of the line, at least MIN_SPREAD): one time far off does not
+    inflate it, as it does the root mean square."""
+    shares = sorted(abs(y - e) / e for c, y in points if (e := base + per_char * c) > 0)
+    if not shares:
+        return MIN_SPREAD
+    return max(MIN_SPREAD, 1.4826 * shares[len(shares) // 2])
+
+
+def _near(seconds: float, expected: float, spread: float) -> bool:
+    """Whether a bracketed time is within OUTLIER spreads of the line."""
+    return expected <= 0 or abs(seconds - expected) <= OUTLIER * spread * expected
 
 
 def _mean_below(mu: float, spread: float, bound: float) -> float:

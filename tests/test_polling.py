@@ -74,6 +74,16 @@ def test_a_task_found_done_hours_after_its_time_leaves_the_fit_alone() -> None:
     assert model.expected(175) == pytest.approx(before, rel=0.01)
 
 
+def test_one_task_held_up_in_the_providers_queue_does_not_move_every_expected_time() -> None:
+    """A task bracketed at half an hour, among thirty that took about a second: least squares
+    would add a minute to every expected time, and keep it for the next 200 tasks."""
+    model = ProcessingModel()
+    usual = [(c, 0.95 * _truth(c), 1.05 * _truth(c)) for c in LENGTHS * 5]
+    model.learn([*usual[:12], (150, 1790.0, 1800.0), *usual[12:]])
+    for chars in (50, 175, 300):
+        assert model.expected(chars) == pytest.approx(_truth(chars), rel=0.05)
+
+
 def test_longer_texts_never_expected_faster() -> None:
     model = ProcessingModel()
     model.learn([(10, 2.9, 3.1), (200, 0.9, 1.1), (100, 1.9, 2.1)])
