@@ -9,7 +9,8 @@ bracketed, such a bound counts at the task's expected time given the bound (cens
 regression, fitted by EM, with a normal spread around the line learned from the bracketed
 tasks): a bound above the line says little, one below it pulls the line down. Before that,
 bounds count at their midpoints, which leans low on purpose: the next first polls come
-earlier, and the tasks they find still processing get bracketed.
+earlier, and the tasks they find still processing get bracketed. A bracketed time far off
+the line (a task held up in the provider's queue) is left out of the fit.
 
 The schedule: the first poll at the expected time, up to a tenth later and never earlier (a
 poll that finds the task still processing spends a request of the account's budget); if the
