@@ -50,6 +50,8 @@ REFERENCE_CHARS: Final = 200  #: a typical segment, to tell how much a new fit m
 CATCH_UP: Final = 0.15
 MIN_SPREAD: Final = 0.05  #: of the expected time: the least spread the fit assumes
 EM_ROUNDS: Final = 20
+#: times the expected time: a bound on a task's time that is this loose says nothing
+LOOSE: Final = 3.0
 OUTLIER: Final = 5.0  #: spreads off the line: a bracketed time this far is left out of the fit
 
 
@@ -61,6 +63,7 @@ class ProcessingModel:
     history: deque[tuple[int, float, float]] = field(default_factory=lambda: deque(maxlen=200))
     rng: random.Random = field(default_factory=random.Random)
     _learned: anyio.Event | None = field(default=None, repr=False, compare=False)
+    _fitted: bool = field(default=False, repr=False, compare=False)
 
     def expected(self, chars: int) -> float:
         return max(MIN_INTERVAL, self.base + self.per_char * chars)
@@ -74,7 +77,7 @@ class ProcessingModel:
         was_fitted, before = self.fitted, self.expected(REFERENCE_CHARS)
         for chars, low, high in finished:
             self.history.append((chars, max(0.0, low), max(0.0, high)))
-        if finished and self.fitted:
+        if finished and len(self.history) >= FITTED_AFTER:
             self._fit()
         after = self.expected(REFERENCE_CHARS)
         if self._learned is not None and (
@@ -103,10 +106,17 @@ class ProcessingModel:
         if len(bracketed) < FITTED_AFTER:
             # Mostly upper bounds: take each at its midpoint. That leans low, on purpose: the
             # next first polls come earlier, and the tasks they find still processing bracket
-            # their times from both sides.
-            self.base, self.per_char = _line(
-                [(c, (lo + hi) / 2) for c, lo, hi in self.history], self.per_char
-            )
+            # their times from both sides. A bound far above the expected time (the first
+            # poll of a resumed run, or one the account's budget held back) is left out: at
+            # its midpoint it would delay the next first polls by as much.
+            points = [
+                (c, (lo + hi) / 2)
+                for c, lo, hi in self.history
+                if lo > 0 or hi <= LOOSE * self.expected(c)
+            ]
+            if len(points) >= FITTED_AFTER:
+                self.base, self.per_char = _line(points, self.per_char)
+                self._fitted = True
             return
         # A line through the bracketed times; a task found done at its first poll contributes
         # the mean of its time given that bound (censored regression, fitted by EM with a
@@ -130,12 +140,13 @@ class ProcessingModel:
             base, per_char = _line(points, per_char)
             if abs(base + per_char * REFERENCE_CHARS - before) <= 0.001 * before:
                 break
-        self.base, self.per_char = base, per_char
+        self.base, self.per_char, self._fitted = base, per_char, True
 
     @property
     def fitted(self) -> bool:
-        """Whether the expected times come from finished tasks rather than the prior."""
-        return len(self.history) >= FITTED_AFTER
+        """Whether the expected times come from finished tasks rather than the prior (three
+        that say something: a bound far above the expected time does not)."""
+        return self._fitted
 
     def delay(self, chars: int, elapsed: float, polls: int) -> float:
         """Seconds to wait before the next poll of a task `elapsed` seconds old."""

@@ -72,6 +72,16 @@ def test_a_task_found_done_hours_after_its_time_leaves_the_fit_alone() -> None:
     before = model.expected(175)
     model.learn([(c, 0.0, 7200.0) for c in LENGTHS])
     assert model.expected(175) == pytest.approx(before, rel=0.01)
+    # Nor when nothing is bracketed yet (a history of rate-bound runs, polled late): such
+    # bounds are left out of the midpoint fit.
+    model = ProcessingModel(base=2.0, per_char=0.01)
+    model.learn([(c, 0.0, 7200.0) for c in LENGTHS])
+    assert not model.fitted  # they say nothing: first polls still explore from the prior
+    model.learn([(c, 0.0, 1.1 * _truth(c)) for c in LENGTHS])
+    assert model.fitted
+    before = model.expected(175)
+    model.learn([(c, 0.0, 7200.0) for c in LENGTHS])
+    assert model.expected(175) == pytest.approx(before, rel=0.01)
 
 
 def test_one_task_held_up_in_the_providers_queue_does_not_move_every_expected_time() -> None:
