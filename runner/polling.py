@@ -118,12 +118,11 @@ class ProcessingModel:
                 self.base, self.per_char = _line(points, self.per_char)
                 self._fitted = True
             return
-        # A line through the bracketed times; a task found done at its first poll contributes
-        # the mean of its time given that bound (censored regression, fitted by EM with a
-        # spread learned from the bracketed tasks), not its midpoint, which would take it at
-        # half its time however close to the bound it really was.
-        # A bracketed time far off the line (a task held up for half an hour in the provider's
-        # queue) is left out: least squares would move every expected time by its share.
+        # A line through the bracketed times, leaving out any far off it (a task held up for
+        # half an hour in the provider's queue would move every expected time by its share).
+        # Then a task found done at its first poll counts at the mean of its time given that
+        # bound (censored regression, by EM, with the spread of the bracketed times), not at
+        # its midpoint, which takes it at half its time however close to the bound it was.
         base, per_char = _line(bracketed, self.per_char)
         for _ in range(3):
             typical = _typical_distance(bracketed, base, per_char)
