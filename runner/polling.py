@@ -184,7 +184,7 @@ def _line(points: list[tuple[int, float]], per_char: float) -> tuple[float, floa
 def _spread(points: list[tuple[int, float]], base: float, per_char: float) -> float:
     """How far bracketed times stray from the line, as a share of it (root mean square, at
     least MIN_SPREAD)."""
-    shares = [(y - e) / e for c, y in points if (e := base + per_char * c) > 0]
+    shares = _shares(points, base, per_char)
     if not shares:
         return MIN_SPREAD
     return max(MIN_SPREAD, math.sqrt(sum(s * s for s in shares) / len(shares)))
@@ -194,10 +194,15 @@ def _typical_distance(points: list[tuple[int, float]], base: float, per_char: fl
     """The standard deviation a normal spread around the line with the same median distance
     would have (as a share of the line, at least MIN_SPREAD): one time far off does not
     inflate it, as it does the root mean square."""
-    shares = sorted(abs(y - e) / e for c, y in points if (e := base + per_char * c) > 0)
+    shares = sorted(abs(s) for s in _shares(points, base, per_char))
     if not shares:
         return MIN_SPREAD
     return max(MIN_SPREAD, 1.4826 * shares[len(shares) // 2])
+
+
+def _shares(points: list[tuple[int, float]], base: float, per_char: float) -> list[float]:
+    """Each time's distance from the line, as a share of the line (where it is above 0)."""
+    return [(y - e) / e for c, y in points if (e := base + per_char * c) > 0]
 
 
 def _near(seconds: float, expected: float, spread: float) -> bool:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from benchlib import EventLog, SandboxBox, Table, pct, window_stats
+from benchlib import EventLog, SandboxBox, Table, pct, refused, window_stats
 
 from runner.events import Events
 from runner.manifest import load_manifest
@@ -164,7 +164,7 @@ async def scenario(shape: Shape) -> dict[str, object]:
         wall = ended - began
         # this run's requests only: the earlier book's came first
         entries = sorted(box.entries("indextts"), key=lambda e: e.seq)[seen:]
-        n429 = sum(1 for e in entries if e.status == 429 or e.throttled)
+        n429 = refused(entries)
 
     stats = result.stats.accounts.get("index")
     deferred = stats.deferred if stats else -1

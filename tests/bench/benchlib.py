@@ -25,6 +25,7 @@ __all__ = [
     "WindowStats",
     "max_overlap",
     "median",
+    "refused",
     "window_stats",
 ]
 
@@ -123,6 +124,12 @@ def max_overlap(spans: Iterable[tuple[float, float]]) -> int:
     return best
 
 
+def refused(entries: Iterable[SimpleNamespace]) -> int:
+    """Requests of `entries` (ledger entries) the emulator refused for a rate or concurrency
+    limit: a 429 or a throttled reply."""
+    return sum(1 for e in entries if e.status == 429 or e.throttled)
+
+
 class SandboxBox(SandboxProcess):
     """A sandbox served by a process of its own, for timing: a sandbox thread in the measuring
     process would share its interpreter lock, and under a burst of requests the emulator would
@@ -150,7 +157,7 @@ class SandboxBox(SandboxProcess):
         return [SimpleNamespace(**e) for e in self.ledger() if e["provider"] == provider]
 
     def count_429(self, provider: str) -> int:
-        return sum(1 for e in self.entries(provider) if e.status == 429 or e.throttled)
+        return refused(self.entries(provider))
 
     def max_in_flight(self, provider: str) -> int:
         return max_overlap((e.started_at, e.finished_at) for e in self.entries(provider))
