@@ -310,6 +310,43 @@ def test_a_reference_uploaded_by_hand_is_reused_by_the_next_run(
 
 
 @pytest.mark.usefixtures("env")
+def test_a_voice_model_created_by_hand_is_reused_by_a_run_cloning_the_same_recording(
+    box: SandboxThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`voices create` on IndexTTS records the model in the manifest's state (making the state
+    if no run has yet): a run whose `clone:` names the same recording speaks with it instead
+    of making another model."""
+    _wav(tmp_path / "ann.wav", 2.0)
+    manifest = tmp_path / "cloned.yaml"
+    manifest.write_text(
+        "providers:\n"
+        f"  index: {{kind: indextts, base_url: '{box.urls['indextts']}', {FAST}}}\n"
+        "voices:\n"
+        "  n: {provider: index, clone: {audio: ann.wav, name: Narrator}, style: 2}\n"
+        "texts:\n"
+        "  - {id: a, voice: n, text: What a lovely morning it is.}\n",
+        encoding="utf-8",
+    )
+    code, out, _ = _cli(
+        capsys, "voices", "create", manifest, "--name", "Ann", tmp_path / "ann.wav", "--json"
+    )
+    assert code == 0
+    created = json.loads(out)["created"]["id"]
+    with Store.open(tmp_path / ".tts-runner") as store:
+        (recorded,) = store.assets("index", "model")
+    assert recorded.remote_id == created
+
+    code, _, _ = _cli(capsys, "run", manifest)
+    assert code == 0
+    models = box.call(lambda: list(box.sandbox.indextts.models))
+    assert created in models
+    uploads = [e for e in box.ledger("indextts") if e.endpoint.endswith("/reference/upload")]
+    assert len(uploads) == 1  # the one by hand: the run made no other model
+    (create,) = [e for e in box.ledger("indextts") if e.endpoint.endswith("/tts/create")]
+    assert create.voice.startswith(f"indextts:{created}:")  # it spoke with that model
+
+
+@pytest.mark.usefixtures("env")
 def test_quota_of_every_account_says_which_apis_do_not_tell(
     box: SandboxThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -40,8 +40,9 @@ class Action:
     arguments: Callable[[argparse.ArgumentParser], None] = _nothing
     check: Callable[[argparse.Namespace], None] = _nothing  #: before anything is sent
     writes_state: bool = False  #: the state's records of what the runner created are updated
-    #: it records something new: the manifest's state is created if no run made it yet
-    creates_state: bool = False
+    #: provider kinds for which it records something new: the manifest's state is created if
+    #: no run made it yet
+    creates_state: frozenset[str] = frozenset()
 
 
 def voice_line(voice: VoiceModel) -> str:
@@ -167,6 +168,9 @@ ACTIONS: Final[Mapping[str, tuple[Action, ...]]] = {
             _voices_create,
             arguments=_create_arguments,
             check=_files_exist,
+            # an IndexTTS model is recorded, as a run's `clone:` model is
+            writes_state=True,
+            creates_state=frozenset({"indextts"}),
         ),
         Action(
             "delete",
@@ -187,7 +191,7 @@ ACTIONS: Final[Mapping[str, tuple[Action, ...]]] = {
             arguments=_upload_arguments,
             check=_files_exist,
             writes_state=True,
-            creates_state=True,
+            creates_state=frozenset({"indextts"}),
         ),
         Action(
             "delete",

@@ -249,7 +249,7 @@ def _handler(action: Action) -> Callable[[argparse.Namespace], int]:
                 sandbox=args.sandbox,
                 redactor=redactor,
                 store_dir=store_dir,
-                create_store=action.creates_state,
+                create_store=account.kind in action.creates_state,
             ) as provider:
                 return await action.perform(provider, args)
 

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Final
 
+import anyio
+
 from runner.errors import (
     OutOfCredit,
     PermanentError,
@@ -32,7 +34,7 @@ from runner.errors import (
     Unsupported,
 )
 from runner.limits import POLL, download_priority
-from runner.manifest.params import FileRef, ParamValue
+from runner.manifest.params import FileRef, ParamValue, hash_file
 from runner.providers.base import (
     Audio,
     Mode,
@@ -288,7 +290,11 @@ class IndexTTSProvider(Provider):
         del texts  # IndexTTS transcribes nothing; a model is one recording
         if len(audio) != 1:
             raise Unsupported("an IndexTTS voice model is made from exactly one recording")
-        return await self.assets.create_model(name, audio[0], describe)
+        sha256, _ = await anyio.to_thread.run_sync(hash_file, audio[0])
+        model = await self.assets.create_model(name, audio[0], describe)
+        # a run whose `clone:` names this recording speaks with it instead of making another
+        self.assets.remember_model(sha256, model.id)
+        return model
 
     async def delete_voice(self, voice_id: str) -> None:
         await self.assets.delete_model(voice_id)

@@ -2,6 +2,7 @@
 
 - A `clone:` voice becomes a voice model once per recording (by content hash); the model's
   audioId is remembered in the state, so later runs reuse it. Models persist until deleted.
+  A model made by `voices create`, or a reference by `refs upload`, is remembered the same way.
 - An `emotion_ref:` file becomes an emotion reference when first needed. The service keeps it
   for 24 hours and at most 30 at once: we reuse one while it has a safety margin left, upload
   it again once expired, and delete the least recently used of ours to make room.
@@ -76,15 +77,19 @@ class IndexAssets:
             model = await self.create_model(
                 str(clone.get("name", audio.path.stem)), audio.path, str(clone.get("describe", ""))
             )
-            if store is not None:
-                now = time.time()
-                store.save_asset(
-                    AssetRow(self._account, MODEL, audio.sha256, model.id, now, None, now)
-                )
+            self.remember_model(audio.sha256, model.id)
             self.context.events.emit(
                 "voice_model_created", account=self._account, audio_id=model.id, name=model.name
             )
             return model.id
+
+    def remember_model(self, sha256: str, audio_id: str) -> None:
+        """Record a voice model made from the recording of digest `sha256`: runs whose
+        `clone:` names the same recording speak with it instead of making another."""
+        store = self.context.store
+        if store is not None:
+            now = time.time()
+            store.save_asset(AssetRow(self._account, MODEL, sha256, audio_id, now, None, now))
 
     async def create_model(self, name: str, path: Path, describe: str) -> VoiceModel:
         data = await anyio.Path(path).read_bytes()
