@@ -67,7 +67,7 @@ class Pacing:
         return self._history.failures if self._history is not None else 0
 
     @property
-    def history_path(self) -> str:
+    def history_file(self) -> str:
         return str(self._history.path) if self._history is not None else ""
 
     def close(self) -> None:

@@ -299,7 +299,7 @@ async def _schedule(
         if shared.pacing.history_failures:
             outcomes.warn(
                 f"{shared.pacing.history_failures} request starts could not be written to "
-                f"{shared.pacing.history_path}; the next run may start faster than the plan "
+                f"{shared.pacing.history_file}; the next run may start faster than the plan "
                 "allows at first"
             )
     return outcomes.levels
